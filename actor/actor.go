@@ -1,0 +1,721 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sourcegraph/conc/panics"
+	"github.com/wsactor/wsactor/envelope"
+	"github.com/wsactor/wsactor/mailbox"
+)
+
+// Actor is the request-response state of one connection. Its loop (the
+// mailbox's drainer) alone owns the map of this side's pending requests and
+// the map of the peer's requests being handled; everything that touches them
+// is a message: a request to send, an envelope from the peer, a timeout, a
+// cancel, a handler's result, a failure, a drain or a stop.
+//
+// All methods may be called concurrently. The zero value is not usable: use
+// [New].
+type Actor struct {
+	cfg *Config
+	t   Transport
+	tag any
+	mb  *mailbox.Mailbox[msg]
+
+	pendingN atomic.Int32
+	stopErr  atomic.Pointer[error]
+
+	// Owned by the loop.
+	pending  map[envelope.ID]*call
+	inbound  map[string]*task
+	stopped  bool
+	draining bool
+	drained  []chan struct{} // Drain callers waiting for nothing in flight
+	failure  error           // a failure raised while handling a message, handled after it
+}
+
+type op uint8
+
+const (
+	opRegister op = iota + 1
+	opInbound
+	opTimeout
+	opCancel
+	opResult
+	opFail
+	opDrain
+	opStop
+)
+
+type msg struct {
+	op   op
+	call *call
+	in   *delivery
+	task *task
+	data []byte
+	err  error
+	ch   chan struct{}
+	code uint16
+}
+
+// delivery is an envelope from the peer, copied out of the read buffer.
+type delivery struct {
+	kind    envelope.Kind
+	id      []byte
+	data    []byte
+	rerr    *envelope.Error
+	timeout int64
+}
+
+type callState uint8
+
+const (
+	stNew callState = iota
+	stPending
+	stDone
+)
+
+type call struct {
+	id      envelope.ID
+	frame   *[]byte
+	timeout time.Duration
+	ch      chan result
+	cb      func(Reply, error)
+	stopCtx func() bool
+	// Owned by the loop once posted.
+	state  callState
+	preErr error
+	timer  *time.Timer
+}
+
+type result struct {
+	reply Reply
+	err   error
+}
+
+// task is a peer request being handled.
+type task struct {
+	id     []byte
+	cancel context.CancelFunc
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getFrame() *[]byte { return framePool.Get().(*[]byte) }
+
+func putFrame(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return
+	}
+	*b = (*b)[:0]
+	framePool.Put(b)
+}
+
+// New returns an actor writing to t with the shared cfg. tag is any value
+// the owner wants back from [Actor.Tag] (the root package keeps its Conn
+// there). No goroutine runs until a message arrives.
+func New(t Transport, cfg *Config, tag any) (*Actor, error) {
+	if t == nil || cfg == nil {
+		return nil, errors.New("actor: New needs a transport and a config")
+	}
+	a := &Actor{cfg: cfg, t: t, tag: tag}
+	mb, err := mailbox.New(a.handle, mailbox.WithCapacity(cfg.mailboxCapacity), mailbox.WithPanicHandler(a.loopPanic))
+	if err != nil {
+		return nil, err
+	}
+	a.mb = mb
+	return a, nil
+}
+
+// Tag returns the value given to [New].
+func (a *Actor) Tag() any { return a.tag }
+
+// Pending reports how many of this side's requests are in flight.
+func (a *Actor) Pending() int { return int(a.pendingN.Load()) }
+
+// Done is closed when the actor has stopped and its loop has handled every
+// message: every request it ever accepted has ended by then.
+func (a *Actor) Done() <-chan struct{} { return a.mb.Stopped() }
+
+// Err returns why the actor stopped, or nil while it runs.
+func (a *Actor) Err() error {
+	if p := a.stopErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (a *Actor) closedErr() error {
+	if err := a.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
+}
+
+// Request sends data (raw JSON; nil leaves "data" out) to the peer and waits
+// for the answer. It returns exactly one of: the reply, a [*RemoteError],
+// [ErrTimeout] (the request timeout or ctx's deadline), [ErrCanceled],
+// [ErrConnLost], [ErrRestarted], [ErrShutdown], [ErrClosed],
+// [ErrTooManyPending] or a write error. It may be called from a handler of
+// the same actor.
+func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
+	if ctx.Err() != nil {
+		return Reply{}, ctxError(ctx)
+	}
+	c := a.newCall(ctx, data)
+	c.ch = make(chan result, 1)
+	if err := a.mb.PostWait(ctx, msg{op: opRegister, call: c}); err != nil {
+		putFrame(c.frame)
+		if errors.Is(err, mailbox.ErrClosed) {
+			return Reply{}, a.closedErr()
+		}
+		return Reply{}, ctxError(ctx)
+	}
+	select {
+	case r := <-c.ch:
+		return r.reply, r.err
+	case <-ctx.Done():
+		// The loop decides: the reply may have won the race.
+		_ = a.mb.PostSystem(msg{op: opCancel, call: c, err: ctxError(ctx)})
+		r := <-c.ch
+		return r.reply, r.err
+	}
+}
+
+// Go sends data to the peer and calls cb exactly once with the outcome
+// (the same outcomes as [Actor.Request]), without a goroutine per call. cb
+// runs on the actor's loop: it must be quick and must not block or wait for
+// this actor; a panic in it counts as a failure of the actor. If Go returns
+// an error the request was not accepted and cb is never called.
+func (a *Actor) Go(ctx context.Context, data []byte, cb func(Reply, error)) error {
+	if cb == nil {
+		return errors.New("actor: Go needs a callback")
+	}
+	if ctx.Err() != nil {
+		return ctxError(ctx)
+	}
+	c := a.newCall(ctx, data)
+	c.cb = cb
+	if ctx.Done() != nil {
+		c.stopCtx = context.AfterFunc(ctx, func() {
+			_ = a.mb.PostSystem(msg{op: opCancel, call: c, err: ctxError(ctx)})
+		})
+	}
+	if err := a.mb.Post(msg{op: opRegister, call: c}); err != nil {
+		if c.stopCtx != nil {
+			c.stopCtx()
+		}
+		putFrame(c.frame)
+		if errors.Is(err, mailbox.ErrFull) {
+			return ErrMailboxFull
+		}
+		return a.closedErr()
+	}
+	return nil
+}
+
+func (a *Actor) newCall(ctx context.Context, data []byte) *call {
+	c := &call{id: envelope.NewID(), timeout: a.cfg.requestTimeout}
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < c.timeout {
+			c.timeout = max(d, time.Millisecond)
+		}
+	}
+	var idb [40]byte
+	c.frame = getFrame()
+	*c.frame = envelope.AppendRequest(*c.frame, c.id.AppendJSON(idb[:0]), data, c.timeout.Milliseconds())
+	return c
+}
+
+// Deliver hands the actor an envelope read from the peer (a request, a
+// response or a cancel). It copies what it keeps. It waits while the mailbox
+// is full, which stops the connection's reader: backpressure to the peer.
+// After the actor stopped it returns [ErrClosed] and drops env.
+func (a *Actor) Deliver(env envelope.Envelope) error {
+	switch env.Kind {
+	case envelope.KindRequest, envelope.KindResponse, envelope.KindCancel:
+	default:
+		return fmt.Errorf("actor: Deliver of a %v envelope", env.Kind)
+	}
+	d := &delivery{kind: env.Kind, timeout: env.Timeout}
+	buf := make([]byte, len(env.ID)+len(env.Data))
+	n := copy(buf, env.ID)
+	d.id = buf[:n:n]
+	if env.Data != nil {
+		d.data = buf[n:]
+		copy(d.data, env.Data)
+	}
+	if env.Err != nil {
+		e := *env.Err
+		d.rerr = &e
+	}
+	if err := a.mb.PostWait(context.Background(), msg{op: opInbound, in: d}); err != nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Fail reports a failure of user code that ran outside the actor (a hook,
+// a message handler). The actor restarts or stops as its Config decides.
+func (a *Actor) Fail(cause error) {
+	_ = a.mb.PostSystem(msg{op: opFail, err: cause})
+}
+
+// Stop stops the actor: every pending request fails with cause, the
+// handlers in progress are cancelled, and if code is not 0 the transport is
+// closed with code and reason. Use it when the connection is gone (cause
+// wrapping [ErrConnLost], code 0). It does not wait: see [Actor.Done].
+func (a *Actor) Stop(cause error, code uint16, reason string) {
+	_ = a.mb.PostSystem(msg{op: opStop, err: cause, code: code, data: []byte(reason)})
+}
+
+// Closed tells the actor that its transport is gone: like Stop with code 0,
+// but queued behind the envelopes already delivered, so a reply that
+// arrived just before the close is still matched to its request.
+func (a *Actor) Closed(cause error) {
+	_ = a.mb.PostWait(context.Background(), msg{op: opStop, err: cause})
+}
+
+// Drain starts draining the actor: from now on new requests in both
+// directions are refused ([ErrShutdown], error replies of code
+// [CodeShutdown]) while those in flight may finish. The returned channel is
+// closed when none is left in flight, or when the actor stops.
+func (a *Actor) Drain() <-chan struct{} {
+	ch := make(chan struct{})
+	if a.mb.PostSystem(msg{op: opDrain, ch: ch}) != nil {
+		close(ch)
+	}
+	return ch
+}
+
+// Shutdown drains the actor (see [Actor.Drain]) until nothing is in flight
+// or ctx ends; then the rest fail with [ErrShutdown], the transport is
+// closed with 1001 and Shutdown waits for the loop to finish. It returns
+// ctx's error if it had to cut requests off.
+func (a *Actor) Shutdown(ctx context.Context) error {
+	drained := a.Drain()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	a.Stop(ErrShutdown, 1001, "server shutting down")
+	<-a.Done()
+	return err
+}
+
+// handle runs on the loop for each message.
+func (a *Actor) handle(m msg) {
+	switch m.op {
+	case opRegister:
+		a.register(m.call)
+	case opInbound:
+		a.inboundEnvelope(m.in)
+	case opTimeout:
+		if c := m.call; c.state == stPending {
+			a.giveUp(c, ErrTimeout)
+		}
+	case opCancel:
+		switch c := m.call; c.state {
+		case stNew:
+			c.preErr = m.err // the cancel overtook the registration
+		case stPending:
+			a.giveUp(c, m.err)
+		}
+	case opResult:
+		a.result(m.task, m.data, m.err, m.code == quietResult)
+	case opFail:
+		a.failure = m.err
+	case opDrain:
+		a.draining = true
+		a.drained = append(a.drained, m.ch)
+		if a.stopped {
+			a.releaseDrained()
+		}
+		a.checkDrained()
+	case opStop:
+		a.stop(m.err, m.code, string(m.data))
+	}
+	// Failures raised by user code while handling m are handled after it,
+	// so that no map is changed while it is being walked.
+	for a.failure != nil {
+		cause := a.failure
+		a.failure = nil
+		a.restart(cause)
+	}
+}
+
+// loopPanic catches a panic that escaped handle: a bug, not user code (user
+// code is caught where it runs). It is treated as a failure.
+func (a *Actor) loopPanic(r any) {
+	_ = a.mb.PostSystem(msg{op: opFail, err: fmt.Errorf("actor: internal panic: %v", r)})
+}
+
+func (a *Actor) stats() *Stats { return a.cfg.stats }
+
+func (a *Actor) register(c *call) {
+	s := a.stats()
+	s.Requests.Add(1)
+	var err error
+	switch {
+	case c.preErr != nil:
+		err = c.preErr
+	case a.stopped:
+		err = a.closedErr()
+	case a.draining:
+		err = ErrShutdown
+	case len(a.pending) >= a.cfg.maxPending:
+		err = ErrTooManyPending
+	}
+	if err == nil {
+		if werr := a.t.Write(*c.frame); werr != nil {
+			err = fmt.Errorf("actor: request not sent: %w", werr)
+		}
+	}
+	putFrame(c.frame)
+	c.frame = nil
+	s.Pending.Add(1)
+	if err != nil {
+		a.complete(c, Reply{}, err)
+		return
+	}
+	if a.pending == nil {
+		a.pending = make(map[envelope.ID]*call)
+	}
+	a.pending[c.id] = c
+	c.state = stPending
+	a.pendingN.Add(1)
+	c.timer = time.AfterFunc(c.timeout, func() {
+		_ = a.mb.PostSystem(msg{op: opTimeout, call: c})
+	})
+}
+
+// giveUp ends a pending call that this side stopped waiting for, and tells
+// the peer (the cancel extension) so that its handler can stop working.
+func (a *Actor) giveUp(c *call, err error) {
+	var idb [40]byte
+	buf := getFrame()
+	*buf = envelope.AppendCancel(*buf, c.id.AppendJSON(idb[:0]))
+	_ = a.t.Write(*buf)
+	putFrame(buf)
+	a.finish(c, Reply{}, err)
+}
+
+// finish ends a pending call.
+func (a *Actor) finish(c *call, r Reply, err error) {
+	delete(a.pending, c.id)
+	a.pendingN.Add(-1)
+	a.complete(c, r, err)
+	a.checkDrained()
+}
+
+// complete delivers the outcome of c exactly once.
+func (a *Actor) complete(c *call, r Reply, err error) {
+	if c.state == stDone {
+		return
+	}
+	c.state = stDone
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.stopCtx != nil {
+		c.stopCtx()
+	}
+	s := a.stats()
+	s.Pending.Add(-1)
+	var re *RemoteError
+	switch {
+	case err == nil:
+		s.Replied.Add(1)
+	case errors.As(err, &re):
+		s.RemoteErrors.Add(1)
+	case errors.Is(err, ErrTimeout):
+		s.TimedOut.Add(1)
+	case errors.Is(err, ErrCanceled):
+		s.Canceled.Add(1)
+	default:
+		s.Failed.Add(1)
+	}
+	if c.ch != nil {
+		c.ch <- result{r, err}
+		return
+	}
+	a.userCode(func() { c.cb(r, err) })
+}
+
+// userCode runs fn on the loop; a panic in it becomes a failure of the actor.
+func (a *Actor) userCode(fn func()) {
+	var pc panics.Catcher
+	pc.Try(fn)
+	if r := pc.Recovered(); r != nil {
+		a.stats().HandlerPanics.Add(1)
+		if a.failure == nil {
+			a.failure = fmt.Errorf("%w: %w", ErrHandlerPanic, r.AsError())
+		}
+	}
+}
+
+func (a *Actor) badInput(err error) {
+	if a.cfg.onBadInput != nil {
+		a.userCode(func() { a.cfg.onBadInput(a, err) })
+	}
+}
+
+func (a *Actor) inboundEnvelope(d *delivery) {
+	switch d.kind {
+	case envelope.KindResponse:
+		id, ok := envelope.ParseID(d.id)
+		if !ok {
+			a.stats().UnknownReplies.Add(1)
+			a.badInput(fmt.Errorf("%w: %s", ErrUnknownReply, clip(d.id)))
+			return
+		}
+		c := a.pending[id]
+		if c == nil {
+			a.stats().LateReplies.Add(1)
+			a.badInput(fmt.Errorf("%w: %s", ErrLateReply, clip(d.id)))
+			return
+		}
+		if d.rerr != nil {
+			a.finish(c, Reply{}, &RemoteError{Code: d.rerr.Code, Message: d.rerr.Message})
+			return
+		}
+		a.finish(c, Reply{Data: d.data}, nil)
+	case envelope.KindRequest:
+		a.request(d)
+	case envelope.KindCancel:
+		if t := a.inbound[string(d.id)]; t != nil {
+			a.stats().CancelsReceived.Add(1)
+			a.endTask(t)
+			t.cancel()
+		}
+	}
+}
+
+func (a *Actor) request(d *delivery) {
+	s := a.stats()
+	s.Received.Add(1)
+	switch {
+	case a.stopped:
+		return
+	case a.cfg.handler == nil:
+		a.replyError(d.id, CodeNoHandler, "no request handler")
+		return
+	case a.draining:
+		a.replyError(d.id, CodeShutdown, "shutting down")
+		return
+	}
+	key := string(d.id)
+	if _, dup := a.inbound[key]; dup {
+		s.DuplicateRequests.Add(1)
+		a.replyError(d.id, CodeDuplicateID, "a request with this id is in progress")
+		a.badInput(fmt.Errorf("%w: %s", ErrDuplicateRequest, clip(d.id)))
+		return
+	}
+	if len(a.inbound) >= a.cfg.maxInbound {
+		s.Busy.Add(1)
+		a.replyError(d.id, CodeBusy, "too many requests in progress")
+		return
+	}
+	req := Incoming{ID: d.id, Data: d.data, Timeout: time.Duration(d.timeout) * time.Millisecond}
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if req.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), req.Timeout)
+	} else {
+		ctx, cancel = context.WithCancel(context.Background())
+	}
+	t := &task{id: d.id, cancel: cancel}
+	if !a.cfg.pool.TrySubmit(func() { a.runTask(ctx, t, req) }) {
+		cancel()
+		s.Busy.Add(1)
+		a.replyError(d.id, CodeBusy, "server busy")
+		return
+	}
+	if a.inbound == nil {
+		a.inbound = make(map[string]*task)
+	}
+	a.inbound[key] = t
+	s.Inbound.Add(1)
+}
+
+// runTask runs on a pool worker.
+func (a *Actor) runTask(ctx context.Context, t *task, req Incoming) {
+	var data []byte
+	var err error
+	var pc panics.Catcher
+	pc.Try(func() { data, err = a.cfg.handler(ctx, a, req) })
+	m := msg{op: opResult, task: t, data: data, err: err}
+	if r := pc.Recovered(); r != nil {
+		m.data, m.err = nil, fmt.Errorf("%w: %w", ErrHandlerPanic, r.AsError())
+	} else if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		// The handler gave up because its ctx ended: the peer cancelled or
+		// its own timeout passed. It is not waiting for this error.
+		m.code = quietResult
+	}
+	// Results are bounded by maxInbound, so the system lane is fine: the
+	// reply must not be refused for lack of room.
+	_ = a.mb.PostSystem(m)
+	t.cancel()
+}
+
+func (a *Actor) endTask(t *task) {
+	delete(a.inbound, string(t.id))
+	a.stats().Inbound.Add(-1)
+	a.checkDrained()
+}
+
+// quietResult marks a handler result that needs no reply.
+const quietResult = 1
+
+func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
+	if a.inbound[string(t.id)] != t {
+		return // cancelled, restarted or stopped meanwhile: its reply was sent already or is not wanted
+	}
+	a.endTask(t)
+	if quiet {
+		return
+	}
+	if err == nil {
+		buf := getFrame()
+		*buf = envelope.AppendResponse(*buf, t.id, data)
+		if a.t.Write(*buf) == nil {
+			a.stats().Answered.Add(1)
+		}
+		putFrame(buf)
+		return
+	}
+	if errors.Is(err, ErrHandlerPanic) {
+		a.stats().HandlerPanics.Add(1)
+		a.replyError(t.id, CodePanic, "the handler panicked")
+		if a.failure == nil {
+			a.failure = err
+		}
+		return
+	}
+	var re *RemoteError
+	if errors.As(err, &re) {
+		a.replyError(t.id, re.Code, re.Message)
+		return
+	}
+	a.replyError(t.id, CodeError, err.Error())
+}
+
+func (a *Actor) replyError(id []byte, code, message string) {
+	buf := getFrame()
+	*buf = envelope.AppendErrorResponse(*buf, id, envelope.Error{Code: code, Message: message})
+	if a.t.Write(*buf) == nil {
+		a.stats().AnsweredError.Add(1)
+	}
+	putFrame(buf)
+}
+
+// restart handles a failure: restart (fail what is in flight and go on) or
+// stop, as the Config decides.
+func (a *Actor) restart(cause error) {
+	if a.stopped {
+		return
+	}
+	if a.cfg.decide != nil {
+		var verdict error
+		var pc panics.Catcher
+		pc.Try(func() { verdict = a.cfg.decide(a, cause) })
+		if r := pc.Recovered(); r != nil {
+			verdict = fmt.Errorf("actor: restart decider panicked: %w (failure: %w)", r.AsError(), cause)
+		}
+		if verdict != nil {
+			a.stop(verdict, 1011, closeReason(verdict))
+			return
+		}
+	}
+	a.stats().Restarts.Add(1)
+	err := fmt.Errorf("%w: %w", ErrRestarted, cause)
+	a.failAll(err, true)
+	if a.cfg.onRestart != nil {
+		a.userCode(func() { a.cfg.onRestart(a, cause) })
+	}
+}
+
+// failAll ends every pending call with err and every peer request in
+// progress (with an error reply when reply is set).
+func (a *Actor) failAll(err error, reply bool) {
+	for _, c := range a.pending {
+		delete(a.pending, c.id)
+		a.pendingN.Add(-1)
+		a.complete(c, Reply{}, err)
+	}
+	for _, t := range a.inbound {
+		a.endTask(t)
+		t.cancel()
+		if reply {
+			a.replyError(t.id, CodeRestarted, "the connection actor restarted")
+		}
+	}
+	a.checkDrained()
+}
+
+func (a *Actor) stop(cause error, code uint16, reason string) {
+	if a.stopped {
+		return
+	}
+	if cause == nil {
+		cause = ErrClosed
+	}
+	a.stopped = true
+	a.stopErr.Store(&cause)
+	if code != 0 {
+		// We close the connection: tell the peer about its requests in
+		// progress before the close frame.
+		for _, t := range a.inbound {
+			a.replyError(t.id, CodeShutdown, "connection closing")
+		}
+	}
+	a.failAll(cause, false)
+	a.releaseDrained()
+	if code != 0 {
+		_ = a.t.Close(code, reason)
+	}
+	a.stats().Stopped.Add(1)
+	a.mb.Close()
+}
+
+func (a *Actor) checkDrained() {
+	if a.draining && len(a.pending) == 0 && len(a.inbound) == 0 {
+		a.releaseDrained()
+	}
+}
+
+func (a *Actor) releaseDrained() {
+	for _, ch := range a.drained {
+		close(ch)
+	}
+	a.drained = nil
+}
+
+// closeReason fits err into a close frame's reason (at most 123 bytes),
+// cutting at a rune boundary.
+func closeReason(err error) string {
+	r := err.Error()
+	if len(r) <= 123 {
+		return r
+	}
+	r = r[:123]
+	for len(r) > 0 && !utf8.ValidString(r) {
+		r = r[:len(r)-1]
+	}
+	return r
+}
+
+func clip(b []byte) string {
+	if len(b) > 64 {
+		return string(b[:64]) + "…"
+	}
+	return string(b)
+}

@@ -1,0 +1,185 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// Transport is what an actor writes frames to. *conn.Conn satisfies it.
+type Transport interface {
+	// Write queues one text frame. It must not block, must copy frame (the
+	// caller reuses it) and must keep the order of Writes.
+	Write(frame []byte) error
+	// Close sends a close frame with code and reason and closes the
+	// connection. It may be called more than once.
+	Close(code uint16, reason string) error
+}
+
+// Incoming is a request from the peer, as the handler sees it. Its slices
+// belong to the handler.
+type Incoming struct {
+	ID      []byte        // the peer's request id, raw JSON, echoed verbatim in the reply
+	Data    []byte        // raw JSON of "data"; nil when the peer left it out
+	Timeout time.Duration // how long the peer says it will wait (wsactor extension); 0 when unknown
+}
+
+// Handler answers a request from the peer. It runs on a [Pool] worker, never
+// on the actor's loop, so it may block and may itself call [Actor.Request] on
+// the same actor. data is the raw JSON put in the reply's "data" (nil leaves
+// it out). A non-nil err becomes an error reply: a [*RemoteError] is sent as
+// it is, any other error with code [CodeError] and err.Error() as the message.
+// ctx ends when the peer cancels, the actor restarts or stops, or the peer's
+// timeout passes.
+type Handler func(ctx context.Context, a *Actor, req Incoming) (data []byte, err error)
+
+// Reply is the answer to a request.
+type Reply struct {
+	Data []byte // raw JSON of "data"; nil when the peer left it out
+}
+
+// Stats counts what actors did. One Stats may be shared by many actors (a
+// server shares one across its connections); all fields are atomic.
+//
+// Every request that reaches an actor ends in exactly one outcome, so at any
+// time Requests == Replied + RemoteErrors + TimedOut + Canceled + Failed +
+// Pending.
+type Stats struct {
+	Requests     atomic.Int64 // requests this side asked (reached the actor)
+	Replied      atomic.Int64 // answered with data
+	RemoteErrors atomic.Int64 // answered with an error reply
+	TimedOut     atomic.Int64
+	Canceled     atomic.Int64
+	Failed       atomic.Int64 // connection lost, restart, shutdown, refused, not sent
+	Pending      atomic.Int64 // gauge: asked and not yet ended
+
+	LateReplies    atomic.Int64 // replies to ids no longer pending (late or duplicate): dropped
+	UnknownReplies atomic.Int64 // replies to ids we never issue: dropped
+
+	Received          atomic.Int64 // requests from the peer
+	Answered          atomic.Int64 // replies sent with data
+	AnsweredError     atomic.Int64 // error replies sent (handler errors, busy, shutdown, …)
+	HandlerPanics     atomic.Int64
+	Busy              atomic.Int64 // peer requests refused for lack of room
+	CancelsReceived   atomic.Int64
+	DuplicateRequests atomic.Int64
+	Inbound           atomic.Int64 // gauge: peer requests being handled
+
+	Restarts atomic.Int64
+	Stopped  atomic.Int64 // actors that stopped
+}
+
+// Config holds what every actor of one kind shares: limits, the handler and
+// the hooks. Build it once with [NewConfig]; it is read-only afterwards and
+// safe for concurrent use.
+type Config struct {
+	handler         Handler
+	pool            *Pool
+	requestTimeout  time.Duration
+	maxPending      int
+	maxInbound      int
+	mailboxCapacity int
+	decide          func(a *Actor, cause error) error
+	onBadInput      func(a *Actor, err error)
+	onRestart       func(a *Actor, cause error)
+	stats           *Stats
+}
+
+// Option configures a [Config].
+type Option func(*Config)
+
+func defaultConfig() Config {
+	return Config{
+		requestTimeout:  30 * time.Second,
+		maxPending:      4096,
+		maxInbound:      1024,
+		mailboxCapacity: 1024,
+	}
+}
+
+// WithHandler answers the peer's requests with h on pool's workers. Without a
+// handler every peer request gets an error reply of code [CodeNoHandler].
+func WithHandler(h Handler, pool *Pool) Option {
+	return func(c *Config) { c.handler, c.pool = h, pool }
+}
+
+// WithRequestTimeout bounds every request that a ctx deadline does not bound
+// sooner. Default 30s.
+func WithRequestTimeout(d time.Duration) Option { return func(c *Config) { c.requestTimeout = d } }
+
+// WithMaxPending caps this side's requests in flight per actor; one more
+// fails at once with [ErrTooManyPending]. Default 4096.
+func WithMaxPending(n int) Option { return func(c *Config) { c.maxPending = n } }
+
+// WithMaxInbound caps the peer's requests being handled per actor; one more
+// is answered at once with an error reply of code [CodeBusy]. Default 1024.
+func WithMaxInbound(n int) Option { return func(c *Config) { c.maxInbound = n } }
+
+// WithMailboxCapacity bounds the actor's user lane. When it is full,
+// [Actor.Request] and [Actor.Deliver] wait for room (the connection's reader
+// stops reading: TCP backpressure) and [Actor.Go] fails with
+// [ErrMailboxFull]. Default 1024.
+func WithMailboxCapacity(n int) Option { return func(c *Config) { c.mailboxCapacity = n } }
+
+// WithRestartDecider is asked, on the actor's loop, what to do after a
+// failure (a panic in a handler or a callback, or [Actor.Fail]). nil means
+// restart: pending requests fail with [ErrRestarted] wrapping the cause, the
+// peer's requests in progress get error replies of code [CodeRestarted], and
+// the actor goes on. A non-nil error stops the actor with that error and
+// closes the transport with 1011. Without a decider the actor always
+// restarts. decide must not block.
+func WithRestartDecider(decide func(a *Actor, cause error) error) Option {
+	return func(c *Config) { c.decide = decide }
+}
+
+// WithBadInputHook is told about input that was dropped: late, duplicate and
+// unknown replies, duplicate request ids. It runs on the actor's loop and
+// must not block; a panic in it counts as a failure of the actor.
+func WithBadInputHook(fn func(a *Actor, err error)) Option {
+	return func(c *Config) { c.onBadInput = fn }
+}
+
+// WithRestartHook is told, on the actor's loop, about each restart.
+func WithRestartHook(fn func(a *Actor, cause error)) Option {
+	return func(c *Config) { c.onRestart = fn }
+}
+
+// WithStats counts into s (shared by every actor of this Config). Without
+// it the Config has a Stats of its own.
+func WithStats(s *Stats) Option { return func(c *Config) { c.stats = s } }
+
+// NewConfig validates the options once.
+func NewConfig(opts ...Option) (*Config, error) {
+	c := defaultConfig()
+	for _, o := range opts {
+		o(&c)
+	}
+	var errs []error
+	if c.handler != nil && c.pool == nil {
+		errs = append(errs, errors.New("actor: WithHandler needs a pool"))
+	}
+	if c.requestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("actor: request timeout %v, want > 0", c.requestTimeout))
+	}
+	if c.maxPending < 1 {
+		errs = append(errs, fmt.Errorf("actor: max pending %d, want >= 1", c.maxPending))
+	}
+	if c.maxInbound < 1 {
+		errs = append(errs, fmt.Errorf("actor: max inbound %d, want >= 1", c.maxInbound))
+	}
+	if c.mailboxCapacity < 1 {
+		errs = append(errs, fmt.Errorf("actor: mailbox capacity %d, want >= 1", c.mailboxCapacity))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if c.stats == nil {
+		c.stats = new(Stats)
+	}
+	return &c, nil
+}
+
+// Stats returns the counters this Config's actors update.
+func (c *Config) Stats() *Stats { return c.stats }

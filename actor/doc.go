@@ -1,0 +1,43 @@
+// Package actor is the request-response core of wsactor: one [Actor] per
+// connection, an Erlang-style process whose mailbox alone owns the
+// connection's pending requests.
+//
+// An actor sends this side's requests and matches the peer's replies to them,
+// runs the peer's requests through a [Handler] on a bounded [Pool], and
+// guarantees that every request it accepted ends exactly once: a reply, a
+// [*RemoteError], [ErrTimeout], [ErrCanceled], [ErrConnLost], [ErrRestarted],
+// [ErrShutdown] or [ErrClosed]. Late and duplicate replies are dropped and
+// counted in [Stats].
+//
+// The actor writes to a [Transport] (satisfied by *conn.Conn) and is fed by
+// its owner through [Actor.Deliver]; it knows nothing about WebSockets.
+//
+// # Concurrency
+//
+// Everything that touches the pending map or the map of peer requests in
+// progress is a message to the actor's mailbox: a request to send, an
+// envelope from the peer, a timeout (posted by a time.AfterFunc timer), a
+// cancel (posted by the caller whose ctx ended, or by context.AfterFunc for
+// [Actor.Go]), a handler's result, a failure, a drain and a stop. The
+// mailbox's drainer is the only goroutine that runs the loop, so the maps
+// have no lock. The loop never blocks: its writes go to a Transport whose
+// Write only queues. The drainer exists only while there are messages, so an
+// idle actor owns no goroutine.
+//
+// Handlers run on [Pool] workers, not on the loop, so a handler may call
+// [Actor.Request] on its own actor. Callbacks given to [Actor.Go] and the
+// hooks run on the loop and must be quick. A panic in any user code is
+// caught: it is a failure, after which the actor restarts (pending requests
+// fail with [ErrRestarted] wrapping the cause, the peer's requests in
+// progress get error replies) or stops, as the Config's restart decider says.
+//
+// # Bounds
+//
+//   - Pending requests per actor ([WithMaxPending]): one more fails at once
+//     with [ErrTooManyPending].
+//   - Peer requests in progress per actor ([WithMaxInbound]) and the pool's
+//     workers and queue ([NewPool]): one more is answered with an error reply
+//     of code [CodeBusy].
+//   - The mailbox ([WithMailboxCapacity]): Request and Deliver wait for room,
+//     Go fails with [ErrMailboxFull].
+package actor
