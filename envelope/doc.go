@@ -1,0 +1,44 @@
+// Package envelope is the wire codec of wsactor: it decodes and encodes the
+// text frames of Primus 8 with the primus-responder 1.0.4 plugin, plus three
+// wsactor extensions (timeout, error responses, cancel) that JS peers ignore.
+//
+// Every frame is one JSON value in one WebSocket text frame:
+//
+//	kind            wire form (compact JSON, keys in this order)
+//	--------------  -----------------------------------------------------------------------------
+//	request         {"plugin":"primus-responder","requestId":<id>,"timeout":<ms>,"data":<any>}
+//	response        {"plugin":"primus-responder","responseId":<id>,"data":<any>}
+//	error response  {"plugin":"primus-responder","responseId":<id>,"error":{"code":"…","message":"…"}}
+//	cancel          {"plugin":"primus-responder","cancelId":<id>}
+//	control         "primus::ping::1795618408068"  (a JSON string; also pong, server::close, id)
+//	data            any other JSON value except null
+//
+// <id> is a JSON string or number, echoed verbatim from request to
+// response; ids made here are lower-case UUID v4 strings ([NewID]).
+// "data" is left out when it is undefined in JS (nil here); "timeout"
+// (milliseconds the requester will wait) is left out when there is none.
+// "timeout", "error" and "cancelId" are extensions: a JS primus-responder
+// peer ignores the first two and silently swallows a cancel.
+//
+// Decoding follows the JS receiver: an object is an envelope only when its
+// "plugin" is the string "primus-responder"; the kind is decided by the
+// first JS-truthy id among requestId, responseId, cancelId (so a frame with
+// both requestId and responseId is a request), and an envelope with no
+// truthy id is [ErrMissingID] (JS swallows it silently). A top-level null,
+// which crashes Node peers, is [ErrNull]. Invalid UTF-8 anywhere in the frame
+// is [ErrInvalidUTF8]; nesting deeper than 512 is [ErrMalformed].
+//
+// The decoder is a hand-written validating scanner: it does not use
+// reflection, keeps "data" as raw bytes aliasing the frame, and does not
+// allocate for a typical request or response. Encoders append to a
+// caller-owned buffer.
+//
+// # Concurrency
+//
+// The package starts no goroutines and keeps no state that callers can see:
+// every function may be called from any goroutine at any time ([NewID] draws
+// from an internal sync.Pool of crypto/rand blocks). Append functions write
+// only to the dst they are given, which the caller owns. An [Envelope]
+// aliases the frame it was decoded from; whoever owns that buffer owns the
+// Envelope, and must copy ID/Data before reusing the buffer.
+package envelope
