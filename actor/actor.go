@@ -117,6 +117,12 @@ func putFrame(b *[]byte) {
 	framePool.Put(b)
 }
 
+// inlineBudget is how many messages a goroutine that posts to an idle
+// actor handles itself before handing the loop to a goroutine of its own
+// (see mailbox.WithInlineDrain). The loop never blocks, so every poster can
+// afford it; it saves a goroutine hand-off on each reply and each request.
+const inlineBudget = 64
+
 // New returns an actor writing to t with the shared cfg. tag is any value
 // the owner wants back from [Actor.Tag] (the root package keeps its Conn
 // there). No goroutine runs until a message arrives.
@@ -125,7 +131,8 @@ func New(t Transport, cfg *Config, tag any) (*Actor, error) {
 		return nil, errors.New("actor: New needs a transport and a config")
 	}
 	a := &Actor{cfg: cfg, t: t, tag: tag}
-	mb, err := mailbox.New(a.handle, mailbox.WithCapacity(cfg.mailboxCapacity), mailbox.WithPanicHandler(a.loopPanic))
+	mb, err := mailbox.New(a.handle, mailbox.WithCapacity(cfg.mailboxCapacity),
+		mailbox.WithInlineDrain(inlineBudget), mailbox.WithPanicHandler(a.loopPanic))
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ type Mailbox[T any] struct {
 	handler func(T)
 	onPanic func(any)
 	cap     int
+	inline  int
 
 	sysN atomic.Int32 // len(sys), readable without the lock by the drainer
 
@@ -51,12 +52,22 @@ type Option func(*options)
 
 type options struct {
 	capacity int
+	inline   int
 	onPanic  func(any)
 }
 
 // WithCapacity bounds the user lane (messages posted and not yet taken by the
 // drainer). The default is 1024. It must be at least 1.
 func WithCapacity(n int) Option { return func(o *options) { o.capacity = n } }
+
+// WithInlineDrain lets a goroutine that posts to an idle mailbox drain it
+// itself, for up to budget messages, instead of starting a drainer
+// goroutine; if messages remain after that, a drainer goroutine takes over.
+// This saves a goroutine hand-off per message when traffic is light, at the
+// price of running the handler on the posting goroutine: every poster must
+// be able to afford that (the handler must not block), and a handler must
+// never wait for its own mailbox. Default 0: always hand off.
+func WithInlineDrain(budget int) Option { return func(o *options) { o.inline = budget } }
 
 // WithPanicHandler receives the value of a panic raised by the handler. The
 // panic is recovered, the message that caused it is dropped and draining goes
@@ -78,7 +89,10 @@ func New[T any](handler func(T), opts ...Option) (*Mailbox[T], error) {
 	if o.capacity < 1 {
 		return nil, fmt.Errorf("mailbox: capacity %d, want >= 1", o.capacity)
 	}
-	return &Mailbox[T]{handler: handler, onPanic: o.onPanic, cap: o.capacity, stopped: make(chan struct{})}, nil
+	if o.inline < 0 {
+		return nil, fmt.Errorf("mailbox: inline budget %d, want >= 0", o.inline)
+	}
+	return &Mailbox[T]{handler: handler, onPanic: o.onPanic, cap: o.capacity, inline: o.inline, stopped: make(chan struct{})}, nil
 }
 
 // Post queues v on the user lane. It never blocks: it returns [ErrFull] when
@@ -149,7 +163,55 @@ func (m *Mailbox[T]) kickLocked() {
 	}
 	m.running = true
 	m.mu.Unlock()
+	if m.inline > 0 && m.drainInline(m.inline) {
+		return
+	}
 	go m.drain()
+}
+
+// drainInline hands up to budget messages to the handler on the calling
+// goroutine, which holds the drainer role. It reports true when it emptied
+// the mailbox and gave the role up, false when the role is still held and
+// messages remain.
+func (m *Mailbox[T]) drainInline(budget int) bool {
+	for range budget {
+		m.mu.Lock()
+		var v T
+		switch {
+		case len(m.sys) > 0:
+			v = m.sys[0]
+			m.sys = popFront(m.sys)
+			m.sysN.Add(-1)
+		case len(m.user) > 0:
+			v = m.user[0]
+			m.user = popFront(m.user)
+			if m.space != nil {
+				close(m.space)
+				m.space = nil
+			}
+		default:
+			m.running = false
+			if m.closed {
+				m.finishLocked()
+			}
+			m.mu.Unlock()
+			return true
+		}
+		m.mu.Unlock()
+		m.call(v)
+	}
+	return false
+}
+
+// popFront drops q[0]. A lane of one message keeps its array, so that
+// light ping-pong traffic does not allocate.
+func popFront[T any](q []T) []T {
+	var zero T
+	q[0] = zero
+	if len(q) == 1 {
+		return q[:0]
+	}
+	return q[1:]
 }
 
 // Close stops accepting messages. Messages already queued are still handed to

@@ -192,6 +192,54 @@ func TestSystemLaneOvertakesUserBatch(t *testing.T) {
 	}
 }
 
+// With inline draining, a poster that finds the mailbox idle runs the
+// handler itself (no goroutine), up to its budget; the rest goes to a
+// drainer goroutine; order and single consumption hold.
+func TestInlineDrain(t *testing.T) {
+	var posterGoroutine atomic.Bool
+	inPost := atomic.Bool{}
+	var order []int
+	done := make(chan struct{})
+	var m *mailbox.Mailbox[int]
+	m, err := mailbox.New(func(v int) {
+		if inPost.Load() {
+			posterGoroutine.Store(true)
+		}
+		order = append(order, v)
+		if v == 1 {
+			// Reentrant posts while handling: queued, not run recursively.
+			for i := 2; i <= 5; i++ {
+				if err := m.Post(i); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		if v == 5 {
+			close(done)
+		}
+	}, mailbox.WithInlineDrain(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inPost.Store(true)
+	if err := m.Post(1); err != nil {
+		t.Fatal(err)
+	}
+	inPost.Store(false)
+	waitClosed(t, done, "all messages")
+	m.Close()
+	waitClosed(t, m.Stopped(), "Stopped")
+	if !posterGoroutine.Load() {
+		t.Error("the idle mailbox's first message was not handled by the poster")
+	}
+	if fmt.Sprint(order) != "[1 2 3 4 5]" {
+		t.Fatalf("order %v", order)
+	}
+	if _, err := mailbox.New(func(int) {}, mailbox.WithInlineDrain(-1)); err == nil {
+		t.Error("negative budget accepted")
+	}
+}
+
 func TestPanicIsRecoveredAndDrainingGoesOn(t *testing.T) {
 	var panics []any
 	var handled []int
@@ -335,6 +383,18 @@ func BenchmarkChannel(b *testing.B) {
 	})
 	close(ch)
 	<-done
+}
+
+func BenchmarkPingPongInline(b *testing.B) {
+	ack := make(chan struct{}, 1)
+	m, _ := mailbox.New(func(int) { ack <- struct{}{} }, mailbox.WithInlineDrain(16))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = m.Post(1)
+		<-ack
+	}
+	m.Close()
+	<-m.Stopped()
 }
 
 // BenchmarkPingPong measures one message into an idle mailbox and the handler's
