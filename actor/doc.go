@@ -18,11 +18,15 @@
 // progress is a message to the actor's mailbox: a request to send, an
 // envelope from the peer, a timeout (posted by a time.AfterFunc timer), a
 // cancel (posted by the caller whose ctx ended, or by context.AfterFunc for
-// [Actor.Go]), a handler's result, a failure, a drain and a stop. The
-// mailbox's drainer is the only goroutine that runs the loop, so the maps
-// have no lock. The loop never blocks: its writes go to a Transport whose
-// Write only queues. The drainer exists only while there are messages, so an
-// idle actor owns no goroutine.
+// [Actor.Go]), a handler's result, a failure, a drain and a stop. One
+// goroutine at a time runs the loop (the mailbox's drainer role), so the
+// maps have no lock. The role is taken by the goroutine whose message found
+// the mailbox idle (a caller, the connection's reader, a handler worker, a
+// timer) for up to 64 messages, then by a goroutine of the mailbox's own;
+// this saves a goroutine hand-off per message. The loop never blocks (its
+// writes go to a Transport whose Write only queues), so any poster can
+// afford it. Nothing runs while no message is queued, so an idle actor owns
+// no goroutine.
 //
 // Handlers run on [Pool] workers, not on the loop, so a handler may call
 // [Actor.Request] on its own actor. Callbacks given to [Actor.Go] and the
