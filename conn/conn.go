@@ -1,0 +1,378 @@
+package conn
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/wsactor/wsactor/envelope"
+)
+
+// Sentinel errors. Errors returned or reported by this package wrap one of
+// them (test with errors.Is).
+var (
+	// ErrClosed: the connection is closed (or closing); nothing more can be
+	// written.
+	ErrClosed = errors.New("conn: connection closed")
+	// ErrWriteQueueFull: a Write would have queued more than
+	// Options.MaxOutboundBytes; the frame was not queued, the connection stays.
+	ErrWriteQueueFull = errors.New("conn: write queue full")
+	// ErrTooLarge: a frame is larger than Options.MaxMessageSize. From Write
+	// the frame is refused; from the peer the connection is closed with 1009.
+	ErrTooLarge = errors.New("conn: message too large")
+	// ErrBinaryFrame: the peer sent a binary frame, which Primus never
+	// parses; the frame is ignored and the connection stays.
+	ErrBinaryFrame = errors.New("conn: binary frame")
+	// ErrWriteTimeout: a socket write was blocked longer than
+	// Options.WriteTimeout (the peer stopped reading); the connection was
+	// closed. It also matches os.ErrDeadlineExceeded.
+	ErrWriteTimeout = errors.New("conn: write timed out")
+	// ErrHeartbeat: the connection was dropped for missing heartbeats:
+	// [Conn.Drop] was called, or (client role) no "primus::ping::…" arrived
+	// within Options.PingTimeout.
+	ErrHeartbeat = errors.New("conn: heartbeat missed")
+	// ErrClosedLocally: the connection was closed by [Conn.Close] or
+	// [Conn.End].
+	ErrClosedLocally = errors.New("conn: closed locally")
+	// ErrServerEnded (client role): the server sent "primus::server::close"
+	// before closing: it ended the connection on purpose, do not reconnect.
+	ErrServerEnded = errors.New("conn: server ended the connection")
+	// ErrHandlerPanic: a Handler method panicked; the panic value and stack
+	// are in the message. The connection keeps serving.
+	ErrHandlerPanic = errors.New("conn: handler panicked")
+	// ErrProtocol: the peer broke the WebSocket protocol (bad framing,
+	// unmasked client frames, …); the connection was closed.
+	ErrProtocol = errors.New("conn: protocol error")
+	// ErrInvalidOptions: an [Options] field or an argument is out of range.
+	ErrInvalidOptions = errors.New("conn: invalid options")
+	// ErrInvalidCloseCode: Close was given a code that may not be sent.
+	ErrInvalidCloseCode = errors.New("conn: invalid close code")
+	// ErrBadURL: Dial was given a URL it cannot dial.
+	ErrBadURL = errors.New("conn: bad URL")
+)
+
+// CloseError is the close frame the peer sent. Code is 1005 (no status) when
+// the frame carried no code, which is what every Primus-initiated close does.
+type CloseError struct {
+	Code   uint16
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	s := "conn: closed by peer with code " + strconv.Itoa(int(e.Code))
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// Handler receives what a Conn reads. All methods are called serially from
+// the connection's read goroutine (the one running [Conn.Serve]); they must
+// not block for long (blocking applies TCP backpressure to the peer). Slices
+// in env alias a reused buffer: they are valid only during the call. A panic
+// in a method is recovered and reported to OnBadInput as [ErrHandlerPanic].
+type Handler interface {
+	// OnOpen is called before the first frame is read.
+	OnOpen(c *Conn)
+	// OnEnvelope receives KindRequest, KindResponse, KindCancel and KindData.
+	// Primus control messages are handled inside the Conn; a "primus::"
+	// string this role does not handle arrives as KindData whose Data is the
+	// whole frame (the JSON string), as Primus does.
+	OnEnvelope(c *Conn, env envelope.Envelope)
+	// OnBadInput reports a frame that could not be used: an envelope decode
+	// error, [ErrBinaryFrame], [ErrTooLarge] (just before the close it
+	// causes) or [ErrHandlerPanic]. Except for ErrTooLarge the connection
+	// keeps serving.
+	OnBadInput(c *Conn, err error)
+	// OnClose is called exactly once, after reading stopped and the write
+	// path has stopped. err is never nil: ErrClosedLocally, ErrHeartbeat,
+	// ErrWriteTimeout, ErrServerEnded, ErrTooLarge, ErrProtocol, a
+	// *CloseError with the peer's code, or the network error that ended
+	// the read.
+	OnClose(c *Conn, err error)
+}
+
+// Role says which end of the connection a Conn is.
+type Role uint8
+
+// The roles.
+const (
+	Server Role = iota + 1 // accepted by an Upgrader: answers "primus::pong" and "primus::id::"
+	Client                 // made by Dial: answers "primus::ping" with "primus::pong"
+)
+
+func (r Role) String() string {
+	switch r {
+	case Server:
+		return "server"
+	case Client:
+		return "client"
+	}
+	return "Role(" + strconv.Itoa(int(r)) + ")"
+}
+
+// Default option values.
+const (
+	DefaultMaxMessageSize   = 10 << 20 // 10485760 bytes, Primus's maxLength
+	DefaultMaxOutboundBytes = 4 << 20
+	DefaultWriteTimeout     = 10 * time.Second
+)
+
+// Options configures a Conn. The zero value means all defaults; a zero field
+// takes its default. Validate reports negative values.
+type Options struct {
+	// MaxMessageSize is the largest frame payload read or written, in bytes
+	// (default 10 MiB, like Primus). A larger incoming frame closes the
+	// connection with 1009; a larger Write fails with ErrTooLarge.
+	MaxMessageSize int
+	// MaxOutboundBytes bounds the bytes queued for writing, frame headers
+	// included, counting a batch until the socket accepted it (default 4 MiB).
+	// A Write that would exceed it fails with ErrWriteQueueFull (the frame is
+	// not queued; the connection stays). A Write to an empty queue is always
+	// accepted, so one frame of up to MaxMessageSize always fits.
+	MaxOutboundBytes int
+	// WriteTimeout bounds each socket write (default 10 s): a write (one
+	// batch of queued frames) blocked longer closes the connection with
+	// ErrWriteTimeout. It also bounds how long a closing handshake waits for
+	// the peer's close frame.
+	WriteTimeout time.Duration
+	// PingTimeout (client role only): when no "primus::ping::…" arrives for
+	// this long the connection is closed with ErrHeartbeat, like the Primus
+	// browser client (which uses 1.5 × the server's pingInterval). 0 = off
+	// (the default, like Node Primus clients).
+	PingTimeout time.Duration
+	// ID is the connection id. The server role answers "primus::id::" with
+	// it. Default: a random 21-character id ([A-Za-z0-9_-]) per connection.
+	// Set on an Upgrader, every connection it accepts gets this same id.
+	ID string
+}
+
+// Validate reports an out-of-range field, wrapping ErrInvalidOptions.
+func (o Options) Validate() error {
+	switch {
+	case o.MaxMessageSize < 0:
+		return fmt.Errorf("%w: MaxMessageSize %d < 0", ErrInvalidOptions, o.MaxMessageSize)
+	case o.MaxOutboundBytes < 0:
+		return fmt.Errorf("%w: MaxOutboundBytes %d < 0", ErrInvalidOptions, o.MaxOutboundBytes)
+	case o.WriteTimeout < 0:
+		return fmt.Errorf("%w: WriteTimeout %v < 0", ErrInvalidOptions, o.WriteTimeout)
+	case o.PingTimeout < 0:
+		return fmt.Errorf("%w: PingTimeout %v < 0", ErrInvalidOptions, o.PingTimeout)
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.MaxOutboundBytes == 0 {
+		o.MaxOutboundBytes = DefaultMaxOutboundBytes
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	return o
+}
+
+// Conn is one Primus WebSocket connection, made by [Upgrader.Upgrade] or
+// [Dial]. All methods may be called concurrently from any goroutine, except
+// Serve, which must be called exactly once. The zero value is not usable.
+type Conn struct {
+	role         Role
+	id           string
+	h            Handler
+	maxMsg       int
+	maxOut       int
+	writeTimeout time.Duration
+	pingTimeout  time.Duration
+	ws           *gws.Conn
+	nc           netConn // the net.Conn gws reads and writes through
+
+	alive       atomic.Bool
+	serverEnded atomic.Bool
+	served      atomic.Bool
+	done        chan struct{}
+	flushers    sync.WaitGroup // at most one flusher at a time
+
+	mu            sync.Mutex
+	pending       []*wbuf // framed chunks not yet taken by the flusher
+	pendingBytes  int
+	pendingFrames int
+	spare         []*wbuf // the flusher's other chunk list, reused; nil when idle
+	queued        int     // bytes pending plus bytes of the batch being written
+	flushing      bool    // a flusher goroutine is running
+	closed        bool    // Write refused from now on
+	final         bool    // the read loop ended: no flusher may start
+	closeWanted   bool    // the flusher must send a close frame
+	closeSent     bool
+	closeCode     uint16
+	closeReason   string
+	cause         error // why we closed, first one wins
+	dropped       uint64
+}
+
+func newConn(role Role, h Handler, o Options) *Conn {
+	c := &Conn{
+		role:         role,
+		id:           o.ID,
+		h:            h,
+		maxMsg:       o.MaxMessageSize,
+		maxOut:       o.MaxOutboundBytes,
+		writeTimeout: o.WriteTimeout,
+		pingTimeout:  o.PingTimeout,
+		done:         make(chan struct{}),
+	}
+	if c.id == "" {
+		c.id = randomID()
+	}
+	c.nc.owner = c
+	c.nc.timeout = o.WriteTimeout
+	c.alive.Store(true)
+	return c
+}
+
+const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+// randomID returns a 21-character id like Primus's nanoid spark ids.
+func randomID() string {
+	var b [21]byte
+	_, _ = rand.Read(b[:]) // never fails (Go 1.24+)
+	for i := range b {
+		b[i] = idAlphabet[b[i]&63]
+	}
+	return string(b[:])
+}
+
+// Serve runs the read loop in the calling goroutine until the connection
+// ends: it calls OnOpen first, then the other Handler methods for each
+// frame, and OnClose last; Done is closed after OnClose returned, and by
+// then no goroutine of this Conn is left. Call it exactly once; further
+// calls return at once.
+func (c *Conn) Serve() {
+	if !c.served.CompareAndSwap(false, true) {
+		return
+	}
+	c.ws.ReadLoop()
+}
+
+// Write queues frame as one TEXT frame and returns without waiting for the
+// socket: it copies frame (the caller may reuse it at once). Frames go out in
+// Write order. It returns ErrTooLarge when len(frame) > MaxMessageSize,
+// ErrWriteQueueFull when the queue would exceed MaxOutboundBytes, and
+// ErrClosed once the connection is closing. frame should be one JSON value
+// (the envelope package makes them); Write does not check it.
+func (c *Conn) Write(frame []byte) error {
+	if len(frame) > c.maxMsg {
+		return ErrTooLarge
+	}
+	return c.enqueue(opText, frame, true)
+}
+
+// Ping writes "primus::ping::<now in unix ms>", the server heartbeat. A
+// Primus client answers with the same value, which [Conn.TakeAlive] then
+// reports. (A Primus server would take it as data.)
+func (c *Conn) Ping(now time.Time) error {
+	var a [48]byte
+	b := append(a[:0], `"primus::ping::`...)
+	b = strconv.AppendInt(b, now.UnixMilli(), 10)
+	b = append(b, '"')
+	return c.enqueue(opText, b, true)
+}
+
+// TakeAlive reports whether a "primus::pong::…" message or a WebSocket PING
+// frame arrived since the previous TakeAlive (true for the first call after
+// the connection was made), and resets the flag. A server heartbeat calls it
+// once per tick before Ping, and Drops the connection when it is false.
+func (c *Conn) TakeAlive() bool { return c.alive.Swap(false) }
+
+// Close sends a close frame with code and reason (truncated to 123 bytes)
+// and closes the connection. Code 0 sends a close frame without a status
+// code, as Primus does; other codes must be valid to send (1000–1003,
+// 1007–1014, 3000–4999) or Close returns ErrInvalidCloseCode. Frames still
+// queued are dropped (see DroppedFrames); Close does not wait for the socket:
+// the close frame is written by the write goroutine (within WriteTimeout),
+// then the connection waits up to WriteTimeout for the peer's close frame.
+// OnClose then reports ErrClosedLocally. A second call returns ErrClosed.
+func (c *Conn) Close(code uint16, reason string) error {
+	if !validCloseCode(code) {
+		return fmt.Errorf("%w: %d", ErrInvalidCloseCode, code)
+	}
+	return c.closeWith(code, reason, false)
+}
+
+// End is the intentional Primus close: it queues "primus::server::close"
+// after the frames already queued, then a 1000 close frame. A Primus client
+// then does not reconnect. Otherwise it is like Close, except that queued
+// frames are written, not dropped.
+func (c *Conn) End() error { return c.closeWith(1000, "", true) }
+
+// Drop closes the socket at once without a close frame, dropping queued
+// frames; a Primus client then reconnects. Use it for a heartbeat failure:
+// OnClose reports ErrHeartbeat (unless the connection was already closing
+// for another reason). It returns ErrClosed if the socket was already closed.
+func (c *Conn) Drop() error {
+	c.mu.Lock()
+	if c.final || c.nc.closed.Load() {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.closed = true
+	c.setCauseLocked(ErrHeartbeat)
+	c.dropPendingLocked()
+	c.mu.Unlock()
+	_ = c.nc.Close()
+	return nil
+}
+
+// Role reports whether c is the server or the client end.
+func (c *Conn) Role() Role { return c.role }
+
+// ID returns the connection id (Options.ID or a random one). For the client
+// role it is a local id, not the server's spark id.
+func (c *Conn) ID() string { return c.id }
+
+// RemoteAddr returns the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Done is closed after OnClose returned.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// QueuedBytes returns the bytes queued for writing, frame headers included,
+// counting the batch being written.
+func (c *Conn) QueuedBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued
+}
+
+// DroppedFrames returns how many queued frames were never written because
+// the connection closed (Close, Drop, a write error, or the peer leaving).
+func (c *Conn) DroppedFrames() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dropped
+}
+
+func validCloseCode(code uint16) bool {
+	switch {
+	case code == 0,
+		code >= 1000 && code <= 1003,
+		code >= 1007 && code <= 1014,
+		code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+func (c *Conn) setCauseLocked(err error) {
+	if c.cause == nil {
+		c.cause = err
+	}
+}

@@ -1,0 +1,73 @@
+package conn
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/lxzan/gws"
+)
+
+// Upgrader accepts server-role connections. It is safe for concurrent use;
+// make it with NewUpgrader (the zero value is not usable).
+type Upgrader struct {
+	opts Options
+	up   *gws.Upgrader
+}
+
+// NewUpgrader validates opts and returns an Upgrader whose connections use
+// them. gws is configured with one read goroutine per connection
+// (ParallelEnabled off), ReadMaxPayloadSize = MaxMessageSize, no UTF-8 check
+// (invalid UTF-8 is reported by the envelope decoder and the connection
+// stays), no compression (Primus servers turn it down), and a Recovery that
+// logs.
+func NewUpgrader(opts Options) (*Upgrader, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	o := opts.withDefaults()
+	return &Upgrader{
+		opts: o,
+		up: gws.NewUpgrader(events{}, &gws.ServerOption{
+			ReadMaxPayloadSize: o.MaxMessageSize,
+			Recovery:           recovery,
+			NewSession:         newNoSession,
+		}),
+	}, nil
+}
+
+// Upgrade performs the WebSocket handshake on r and returns the server-role
+// Conn; it does not start reading: call Serve. h must not be nil. On error
+// the HTTP response has been written (a 400 for a bad handshake) and the
+// connection closed. Upgrade does not check Origin; the caller does.
+func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*Conn, error) {
+	if h == nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return nil, fmt.Errorf("%w: nil Handler", ErrInvalidOptions)
+	}
+	netConn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
+		return nil, fmt.Errorf("conn: upgrade: %w", err)
+	}
+	c := newConn(Server, h, u.opts)
+	c.nc.Conn = netConn
+	// gws reads through its own bufio.Reader; reuse the hijacked one, keeping
+	// any bytes the client sent early.
+	br := brw.Reader
+	if n := br.Buffered(); n > 0 {
+		early, _ := br.Peek(n)
+		br = bufio.NewReader(io.MultiReader(bytes.NewReader(bytes.Clone(early)), netConn))
+	} else {
+		br.Reset(netConn)
+	}
+	ws, err := u.up.UpgradeFromConn(&c.nc, br, r)
+	if err != nil {
+		return nil, fmt.Errorf("conn: upgrade: %w", err)
+	}
+	c.ws = ws
+	c.nc.framed = true
+	return c, nil
+}

@@ -1,0 +1,414 @@
+package conn
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// The write path.
+//
+// Write frames the payload (header, and mask for the client role) straight
+// into pooled 16 KiB chunks in c.pending, under c.mu (a frame larger than a
+// chunk gets a buffer of its own). If no flusher goroutine runs, it starts
+// one. The flusher takes all pending chunks and writes them with ONE writev
+// (net.Buffers), returns the chunks to the pool, and loops until nothing is
+// pending, then exits: an idle connection has no writer goroutine and holds
+// no write buffer, and no buffer ever grows by copying.
+//
+// gws also writes to the socket (its close frames). To never interleave with
+// it, gws is given netConn, whose Write takes the same mutex the flusher
+// holds for its batch writes, so every frame reaches the socket whole and in
+// order. gws never writes data frames for us (we bypass WriteMessage), and we
+// disable compression, so gws keeps no per-frame state we would skip.
+
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPong  = 0xA
+
+	chunkSize = 16 << 10
+)
+
+type wbuf struct{ b []byte }
+
+var chunkPool = sync.Pool{New: func() any { return &wbuf{b: make([]byte, 0, chunkSize)} }}
+
+// putBuf recycles a chunk; a frame's own (larger) buffer is left to the GC.
+func putBuf(w *wbuf) {
+	if cap(w.b) != chunkSize {
+		return
+	}
+	w.b = w.b[:0]
+	chunkPool.Put(w)
+}
+
+func putBufs(ws []*wbuf) {
+	for i, w := range ws {
+		putBuf(w)
+		ws[i] = nil
+	}
+}
+
+// frameSize is the wire size of a frame with an n-byte payload.
+func frameSize(n int, masked bool) int {
+	h := 2
+	switch {
+	case n > 0xFFFF:
+		h = 10
+	case n > 125:
+		h = 4
+	}
+	if masked {
+		h += 4
+	}
+	return h + n
+}
+
+// appendFrame appends one unfragmented frame (FIN set, no RSV bits).
+func appendFrame(dst []byte, op byte, p []byte, masked bool) []byte {
+	var mb byte
+	if masked {
+		mb = 0x80
+	}
+	n := len(p)
+	switch {
+	case n <= 125:
+		dst = append(dst, 0x80|op, mb|byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 0x80|op, mb|126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0x80|op, mb|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	if !masked {
+		return append(dst, p...)
+	}
+	var key [4]byte
+	binary.LittleEndian.PutUint32(key[:], rand.Uint32()) // runtime ChaCha8: unpredictable
+	dst = append(dst, key[:]...)
+	start := len(dst)
+	dst = append(dst, p...)
+	maskBytes(dst[start:], key)
+	return dst
+}
+
+// maskBytes XORs b with the repeating 4-byte key (RFC 6455 §5.3).
+func maskBytes(b []byte, key [4]byte) {
+	k := uint64(binary.LittleEndian.Uint32(key[:]))
+	k |= k << 32
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= key[i&3]
+	}
+}
+
+// appendClose appends a close frame: no payload for code 0, else the code
+// and the reason (at most 123 bytes, cut by closeWith).
+func appendClose(dst []byte, code uint16, reason string, masked bool) []byte {
+	if code == 0 {
+		return appendFrame(dst, opClose, nil, masked)
+	}
+	var a [125]byte
+	p := binary.BigEndian.AppendUint16(a[:0], code)
+	p = append(p, reason...)
+	return appendFrame(dst, opClose, p, masked)
+}
+
+// enqueue frames p into the pending buffer and makes sure a flusher runs.
+// limit applies MaxOutboundBytes.
+func (c *Conn) enqueue(op byte, p []byte, limit bool) error {
+	masked := c.role == Client
+	size := frameSize(len(p), masked)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if limit && c.queued > 0 && c.queued+size > c.maxOut {
+		c.mu.Unlock()
+		return ErrWriteQueueFull
+	}
+	c.appendLocked(op, p, masked, size)
+	c.startFlusherLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Conn) appendLocked(op byte, p []byte, masked bool, size int) {
+	c.appendFrameLocked(size, func(dst []byte) []byte { return appendFrame(dst, op, p, masked) })
+	c.pendingBytes += size
+	c.pendingFrames++
+	c.queued += size
+}
+
+// appendFrameLocked appends a frame of size bytes made by add to the last
+// pending chunk, or to a new one.
+func (c *Conn) appendFrameLocked(size int, add func([]byte) []byte) {
+	var w *wbuf
+	if n := len(c.pending); n > 0 && cap(c.pending[n-1].b)-len(c.pending[n-1].b) >= size {
+		w = c.pending[n-1]
+	} else {
+		if size > chunkSize {
+			w = &wbuf{b: make([]byte, 0, size)}
+		} else {
+			w = chunkPool.Get().(*wbuf)
+		}
+		if c.pending == nil {
+			c.pending, c.spare = c.spare, nil
+		}
+		c.pending = append(c.pending, w)
+	}
+	w.b = add(w.b)
+}
+
+func (c *Conn) startFlusherLocked() {
+	if c.flushing || c.final {
+		return
+	}
+	c.flushing = true
+	c.flushers.Add(1)
+	go c.flush()
+}
+
+func (c *Conn) dropPendingLocked() {
+	c.dropped += uint64(c.pendingFrames)
+	c.queued -= c.pendingBytes
+	putBufs(c.pending)
+	c.pending, c.pendingBytes, c.pendingFrames = c.pending[:0], 0, 0
+}
+
+var serverCloseFrame = []byte(`"primus::server::close"`)
+
+// closeWith starts a closing handshake written by the flusher. end queues
+// "primus::server::close" and keeps the queued frames; otherwise they are
+// dropped.
+func (c *Conn) closeWith(code uint16, reason string, end bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.closed = true
+	c.setCauseLocked(ErrClosedLocally)
+	if len(reason) > 123 { // what fits in a close frame
+		n := 123
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n--
+		}
+		reason = reason[:n]
+	}
+	if end {
+		c.appendLocked(opText, serverCloseFrame, c.role == Client, frameSize(len(serverCloseFrame), c.role == Client))
+	} else {
+		c.dropPendingLocked()
+	}
+	c.closeWanted, c.closeCode, c.closeReason = true, code, reason
+	c.startFlusherLocked()
+	return nil
+}
+
+// flush is the flusher goroutine: it owns the socket writes of data frames
+// until nothing is pending, then exits.
+func (c *Conn) flush() {
+	defer c.flushers.Done()
+	for {
+		c.mu.Lock()
+		if c.final {
+			c.dropPendingLocked()
+		}
+		sendClose := c.closeWanted && !c.closeSent && !c.final
+		if sendClose {
+			c.closeSent = true
+			masked := c.role == Client
+			size := frameSize(len(c.closeReason)+2, masked)
+			c.appendFrameLocked(size, func(dst []byte) []byte {
+				return appendClose(dst, c.closeCode, c.closeReason, masked)
+			})
+		}
+		batch, n, frames := c.pending, c.pendingBytes, c.pendingFrames
+		if len(batch) == 0 {
+			c.flushing = false
+			// Idle: hold no chunk (they are all back in the pool), and
+			// keep the chunk lists only while they are small.
+			if cap(c.pending) > 4 {
+				c.pending = nil
+			}
+			if cap(c.spare) > 4 {
+				c.spare = nil
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.pending, c.pendingBytes, c.pendingFrames = c.spare, 0, 0
+		c.spare = nil
+		c.mu.Unlock()
+
+		err := c.nc.writeBatch(batch, sendClose)
+
+		c.mu.Lock()
+		c.queued -= n
+		putBufs(batch)
+		if c.spare == nil {
+			c.spare = batch[:0]
+		}
+		if err != nil {
+			c.dropped += uint64(frames)
+			c.closed = true
+			c.dropPendingLocked()
+			if !c.nc.closed.Load() && !errors.Is(err, errCloseSent) {
+				// Our write failed on a socket nobody else is closing.
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					err = fmt.Errorf("%w: %w", ErrWriteTimeout, err)
+				}
+				c.setCauseLocked(err)
+			}
+		}
+		c.mu.Unlock()
+		switch {
+		case err != nil:
+			_ = c.nc.Close()
+		case sendClose:
+			// Half-close: the peer reads our frames and the close frame, then
+			// answers with its close frame, which ends the read loop; if it
+			// does not, the read deadline does.
+			c.nc.closeWrite(c.writeTimeout)
+		}
+	}
+}
+
+// errCloseSent: a close frame was already written; no frame may follow it.
+var errCloseSent = errors.New("conn: close frame already sent")
+
+// netConn is the net.Conn given to gws. Reads pass through. Writes (gws's,
+// and the flusher's batches) are serialised by wmu and bounded by a write
+// deadline; after a failed write (the stream may hold half a frame) or a
+// close frame, nothing more is written.
+type netConn struct {
+	net.Conn
+	owner   *Conn
+	timeout time.Duration
+	framed  bool // the handshake is done; set before the Conn is shared
+	closed  atomic.Bool
+
+	wmu       sync.Mutex
+	closeSent bool
+	werr      error
+	iov       [][]byte    // writev scratch, under wmu
+	bufs      net.Buffers // under wmu
+}
+
+// Read is gws's read. A read deadline only ever expires on a client whose
+// PingTimeout passed without a "primus::ping" (or after our closing
+// handshake, when the socket is closing anyway): the server is presumed dead,
+// so the socket is dropped before gws would write a close frame to it.
+func (n *netConn) Read(b []byte) (int, error) {
+	m, err := n.Conn.Read(b)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		n.owner.readTimedOut()
+	}
+	return m, err
+}
+
+// Write is used by gws only: the handshake (passed through) and afterwards
+// whole frames (one frame per call; gws sends only close frames here).
+func (n *netConn) Write(b []byte) (int, error) {
+	if !n.framed {
+		return n.Conn.Write(b)
+	}
+	n.wmu.Lock()
+	defer n.wmu.Unlock()
+	if err := n.usableLocked(); err != nil {
+		return 0, err
+	}
+	if len(b) > 0 && b[0]&0x0F == opClose {
+		n.closeSent = true
+	}
+	return n.writeLocked(b)
+}
+
+// writeBatch writes a batch of chunks of whole frames with one write (one
+// writev for several chunks); closing says the batch ends with a close frame.
+func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
+	n.wmu.Lock()
+	defer n.wmu.Unlock()
+	if err := n.usableLocked(); err != nil {
+		return err
+	}
+	if closing {
+		n.closeSent = true
+	}
+	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.timeout)); err != nil {
+		n.werr = err
+		return err
+	}
+	var err error
+	if len(batch) == 1 {
+		_, err = n.Conn.Write(batch[0].b)
+	} else {
+		for _, w := range batch {
+			n.iov = append(n.iov, w.b)
+		}
+		n.bufs = n.iov // a field: WriteTo's pointer receiver would move a local to the heap
+		_, err = n.bufs.WriteTo(n.Conn)
+		clear(n.iov)
+		n.iov, n.bufs = n.iov[:0], nil
+		if cap(n.iov) > 16 {
+			n.iov = nil
+		}
+	}
+	if err != nil {
+		n.werr = err
+	}
+	return err
+}
+
+func (n *netConn) usableLocked() error {
+	if n.werr != nil {
+		return n.werr
+	}
+	if n.closeSent {
+		return errCloseSent
+	}
+	return nil
+}
+
+func (n *netConn) writeLocked(b []byte) (int, error) {
+	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.timeout)); err != nil {
+		n.werr = err
+		return 0, err
+	}
+	m, err := n.Conn.Write(b)
+	if err != nil {
+		n.werr = err
+	}
+	return m, err
+}
+
+// Close closes the socket; it may be called more than once.
+func (n *netConn) Close() error {
+	n.closed.Store(true)
+	return n.Conn.Close()
+}
+
+// closeWrite half-closes the socket after our close frame and gives the peer
+// grace to answer before reads time out.
+func (n *netConn) closeWrite(grace time.Duration) {
+	_ = n.Conn.SetReadDeadline(time.Now().Add(grace))
+	if cw, ok := n.Conn.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	_ = n.Close()
+}
