@@ -1,0 +1,289 @@
+package wsactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/sourcegraph/conc"
+	"github.com/wsactor/wsactor/conn"
+	"github.com/wsactor/wsactor/supervisor"
+)
+
+// Client is a supervised connection to a Primus + primus-responder server (a
+// wsactor [Server] or a Node Primus server). When the connection drops it
+// reconnects with exponential backoff and jitter, within a restart window
+// ([WithReconnect]); each connection is a new session (a new [Conn]), and
+// requests pending on a lost connection fail with [ErrConnLost]: they are
+// not resent, since the peer may have acted on them. It does not reconnect
+// after the server ended the connection on purpose ("primus::server::close").
+//
+// All methods may be called concurrently. The zero value is not usable: use
+// [Dial].
+type Client struct {
+	url   string
+	sh    *shared
+	sup   *supervisor.Supervisor
+	stats counters
+
+	cancel context.CancelFunc
+	wg     conc.WaitGroup
+	done   chan struct{}
+
+	mu      sync.Mutex
+	cur     *Conn         // nil between connections
+	ready   chan struct{} // closed when cur is set; replaced when it is cleared
+	closed  bool
+	err     error // why the client ended
+	first   *Conn // the connection Dial made, handed to the first run
+	closing bool  // Close/Shutdown asked: end without reconnecting
+}
+
+// Dial connects to url (ws://host:port/primus) and returns a client that
+// keeps the connection up. The first connection is made within ctx; Dial
+// fails if it cannot be made. Handlers and hooks are options, so that they
+// are in place before the server's first frame.
+func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
+	o, err := buildOptions(clientOnly, opts)
+	if err != nil {
+		return nil, err
+	}
+	cl := &Client{url: url, ready: make(chan struct{}), done: make(chan struct{})}
+	if cl.sh, err = newShared(o, &cl.stats); err != nil {
+		return nil, err
+	}
+	first, err := cl.connect(ctx)
+	if err != nil {
+		cl.sh.pool.Close()
+		return nil, err
+	}
+	cl.first = first
+	cl.cur = first
+	close(cl.ready)
+	cl.sup, err = supervisor.New(cl.run,
+		supervisor.WithRestart(supervisor.Transient),
+		supervisor.WithIntensity(o.reconnectMax, o.reconnectWithin),
+		supervisor.WithBackoff(o.backoff),
+		supervisor.WithResetAfter(o.resetAfter),
+		supervisor.WithOnRestart(func(supervisor.RestartEvent) { cl.stats.reconnects.Add(1) }),
+	)
+	if err != nil {
+		_ = first.wc.Close(1000, "")
+		first.wc.Serve()
+		cl.sh.pool.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	cl.cancel = cancel
+	cl.wg.Go(func() {
+		err := cl.sup.Run(runCtx)
+		cl.mu.Lock()
+		first := cl.first // not served: Close came before the first run
+		cl.first = nil
+		cl.mu.Unlock()
+		if first != nil {
+			first.a.Stop(ErrClosed, 1000, "client closing")
+			first.wc.Serve()
+		}
+		cl.mu.Lock()
+		cl.closed = true
+		if cl.err == nil {
+			switch {
+			case err != nil:
+				cl.err = err
+			case cl.closing:
+				cl.err = ErrClosed
+			default:
+				cl.err = ErrServerEnded
+			}
+		}
+		if cl.cur == nil {
+			close(cl.ready) // wake waiters: they see closed
+		}
+		cl.cur = nil
+		cl.mu.Unlock()
+		close(cl.done)
+	})
+	return cl, nil
+}
+
+// connect dials once and makes the Conn; its read loop is not started.
+func (cl *Client) connect(ctx context.Context) (*Conn, error) {
+	c := newConn(cl.sh)
+	wc, _, err := conn.Dial(ctx, cl.url, cl.sh.o.header, (*connEvents)(c), cl.sh.connOptions(conn.Client))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(wc); err != nil {
+		_ = wc.Close(1011, "")
+		wc.Serve()
+		return nil, err
+	}
+	cl.stats.accepted.Add(1)
+	return c, nil
+}
+
+// run is the supervised child: one connection, from dial to close.
+func (cl *Client) run(ctx context.Context) error {
+	cl.mu.Lock()
+	c := cl.first
+	cl.first = nil
+	cl.mu.Unlock()
+	if c == nil {
+		var err error
+		if c, err = cl.connect(ctx); err != nil {
+			return err
+		}
+		cl.mu.Lock()
+		cl.cur = c
+		close(cl.ready)
+		cl.mu.Unlock()
+	}
+
+	stop := context.AfterFunc(ctx, func() { c.a.Stop(ErrClosed, 1000, "client closing") })
+	c.wc.Serve()
+	stop()
+
+	cl.mu.Lock()
+	cl.cur = nil
+	cl.ready = make(chan struct{})
+	cl.mu.Unlock()
+
+	err := c.Err()
+	if errors.Is(err, conn.ErrServerEnded) || ctx.Err() != nil {
+		return nil // on purpose: no reconnect
+	}
+	return fmt.Errorf("%w: %w", ErrConnLost, err)
+}
+
+// Conn returns the current connection, waiting for one while the client
+// reconnects, until ctx ends or the client ends.
+func (cl *Client) Conn(ctx context.Context) (*Conn, error) {
+	for {
+		cl.mu.Lock()
+		c, ready, closed, err := cl.cur, cl.ready, cl.closed, cl.err
+		cl.mu.Unlock()
+		if closed {
+			return nil, err
+		}
+		if c != nil {
+			return c, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctxErr(ctx)
+		}
+	}
+}
+
+func ctxErr(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ErrTimeout
+	}
+	return fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
+}
+
+// current returns the connection now, or an error without waiting.
+func (cl *Client) current() (*Conn, error) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.closed {
+		return nil, cl.err
+	}
+	if cl.cur == nil {
+		return nil, ErrNotConnected
+	}
+	return cl.cur, nil
+}
+
+// Request asks the server and waits for the reply, like [Conn.Request]. While
+// the client is reconnecting it first waits for the connection (within
+// ctx and the request timeout's budget of ctx).
+func (cl *Client) Request(ctx context.Context, v any) (Response, error) {
+	c, err := cl.Conn(ctx)
+	if err != nil {
+		return Response{}, err
+	}
+	return c.Request(ctx, v)
+}
+
+// Go is [Conn.Go] on the current connection; it fails with
+// [ErrNotConnected] while the client is reconnecting.
+func (cl *Client) Go(ctx context.Context, v any, cb func(Response, error)) error {
+	c, err := cl.current()
+	if err != nil {
+		return err
+	}
+	return c.Go(ctx, v, cb)
+}
+
+// Send is [Conn.Send] on the current connection; it fails with
+// [ErrNotConnected] while the client is reconnecting.
+func (cl *Client) Send(v any) error {
+	c, err := cl.current()
+	if err != nil {
+		return err
+	}
+	return c.Send(v)
+}
+
+// Done is closed when the client has ended: closed, shut down, ended by the
+// server, or out of reconnects. Err says which.
+func (cl *Client) Done() <-chan struct{} { return cl.done }
+
+// Err returns why the client ended, or nil while it runs.
+func (cl *Client) Err() error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if !cl.closed {
+		return nil
+	}
+	return cl.err
+}
+
+// Shutdown drains the current connection (no new requests either way; those
+// in flight may finish until ctx ends), closes it and stops reconnecting.
+// It returns when every goroutine of the client has finished.
+func (cl *Client) Shutdown(ctx context.Context) error {
+	cl.mu.Lock()
+	cl.closing = true
+	c := cl.cur
+	cl.mu.Unlock()
+	var err error
+	if c != nil {
+		select {
+		case <-c.a.Drain():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		c.a.Stop(ErrShutdown, 1000, "client shutting down")
+	}
+	cl.cancel()
+	cl.wg.Wait()
+	cl.sh.pool.Close()
+	return err
+}
+
+// Close closes the connection at once (pending requests fail with
+// [ErrClosed]) and stops reconnecting. It returns when every goroutine of
+// the client has finished.
+func (cl *Client) Close() error {
+	cl.mu.Lock()
+	cl.closing = true
+	cl.mu.Unlock()
+	cl.cancel()
+	cl.wg.Wait()
+	cl.sh.pool.Close()
+	return nil
+}
+
+// Stats returns a snapshot of the client's counters.
+func (cl *Client) Stats() Stats {
+	n := 0
+	if c, _ := cl.current(); c != nil {
+		n = 1
+	}
+	return snapshot(&cl.stats, cl.sh.cfg.Stats(), n)
+}

@@ -1,0 +1,310 @@
+package wsactor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/sourcegraph/conc/panics"
+	"github.com/wsactor/wsactor/actor"
+	"github.com/wsactor/wsactor/conn"
+	"github.com/wsactor/wsactor/envelope"
+	"github.com/wsactor/wsactor/supervisor"
+)
+
+// Conn is one WebSocket connection and its actor, on the server or the
+// client side. All methods may be called concurrently from any goroutine.
+// A Conn is made by a [Server] or a [Client]; the zero value is not usable.
+type Conn struct {
+	a        *actor.Actor
+	wc       *conn.Conn
+	sh       *shared
+	identity any
+	query    url.Values
+	closeErr atomic.Pointer[error]
+	done     chan struct{}
+
+	intensity *supervisor.Intensity // owned by the actor's loop; made at the first failure
+}
+
+// shared is what every Conn of one Server or Client uses.
+type shared struct {
+	o     options
+	cfg   *actor.Config
+	pool  *actor.Pool
+	stats *counters
+}
+
+// counters are the root package's own counters; see [Stats].
+type counters struct {
+	accepted, refused, closed atomic.Int64
+	messagesIn, messagesOut   atomic.Int64
+	badInput                  atomic.Int64
+	reconnects                atomic.Int64
+}
+
+func newShared(o options, st *counters) (*shared, error) {
+	sh := &shared{o: o, stats: st}
+	pool, err := actor.NewPool(o.workers, o.queue)
+	if err != nil {
+		return nil, err
+	}
+	sh.pool = pool
+	actorOpts := []actor.Option{
+		actor.WithRequestTimeout(o.requestTimeout),
+		actor.WithMaxPending(o.maxPending),
+		actor.WithMaxInbound(o.maxInbound),
+		actor.WithMailboxCapacity(o.mailbox),
+		actor.WithRestartDecider(sh.decide),
+		actor.WithBadInputHook(func(a *actor.Actor, err error) { sh.badInput(a.Tag().(*Conn), err) }),
+	}
+	if o.onRequest != nil {
+		actorOpts = append(actorOpts, actor.WithHandler(sh.handle, pool))
+	}
+	if sh.cfg, err = actor.NewConfig(actorOpts...); err != nil {
+		return nil, err
+	}
+	return sh, nil
+}
+
+func (sh *shared) connOptions(role conn.Role) conn.Options {
+	o := conn.Options{
+		MaxMessageSize:   sh.o.maxMessage,
+		MaxOutboundBytes: sh.o.maxOutbound,
+		WriteTimeout:     sh.o.writeTimeout,
+	}
+	if role == conn.Client {
+		o.PingTimeout = sh.o.pingTimeout
+	}
+	return o
+}
+
+// decide is the actor's restart decider: the connection's restart window.
+// It runs on the actor's loop, which owns c.intensity.
+func (sh *shared) decide(a *actor.Actor, cause error) error {
+	c := a.Tag().(*Conn)
+	sh.badInput(c, cause)
+	if c.intensity == nil {
+		c.intensity = supervisor.NewIntensity(sh.o.restartMax, sh.o.restartWithin)
+	}
+	if !c.intensity.Allow(time.Now()) {
+		return fmt.Errorf("%w (more than %d within %v): %w", ErrTooManyRestarts, sh.o.restartMax, sh.o.restartWithin, cause)
+	}
+	return nil
+}
+
+// handle adapts the user's RequestHandler to the actor's.
+func (sh *shared) handle(ctx context.Context, a *actor.Actor, in actor.Incoming) ([]byte, error) {
+	c := a.Tag().(*Conn)
+	v, err := sh.o.onRequest(ctx, c, Request{ID: in.ID, Data: in.Data, Timeout: in.Timeout})
+	if err != nil {
+		return nil, err
+	}
+	data, err := encodeData(v)
+	if err != nil {
+		return nil, &RemoteError{Code: CodeEncode, Message: err.Error()}
+	}
+	return data, nil
+}
+
+func (sh *shared) badInput(c *Conn, err error) {
+	sh.stats.badInput.Add(1)
+	if sh.o.onError == nil {
+		return
+	}
+	var pc panics.Catcher
+	pc.Try(func() { sh.o.onError(c, err) })
+	// A panicking error hook is not escalated: that would loop.
+}
+
+// encodeData turns a value into the raw JSON of an envelope's "data"; nil
+// raw means "leave it out".
+func encodeData(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case noData:
+		return nil, nil
+	case json.RawMessage:
+		if v == nil {
+			return []byte("null"), nil
+		}
+		if !json.Valid(v) {
+			return nil, errors.New("wsactor: json.RawMessage is not valid JSON")
+		}
+		return v, nil
+	}
+	return json.Marshal(v)
+}
+
+func newConn(sh *shared) *Conn {
+	return &Conn{sh: sh, done: make(chan struct{})}
+}
+
+// transport is what the actor writes to: the conn, with "closed" reported
+// as a lost connection.
+type transport struct{ *conn.Conn }
+
+func (t transport) Write(frame []byte) error {
+	err := t.Conn.Write(frame)
+	if errors.Is(err, conn.ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrConnLost, err)
+	}
+	return err
+}
+
+// start makes the actor once the transport exists.
+func (c *Conn) start(wc *conn.Conn) error {
+	a, err := actor.New(transport{wc}, c.sh.cfg, c)
+	if err != nil {
+		return err
+	}
+	c.a, c.wc = a, wc
+	return nil
+}
+
+// Request sends v (JSON-encoded; [json.RawMessage] as it is; [NoData] leaves
+// "data" out) to the peer and waits for the reply. The error is one of the
+// outcomes listed for [ErrTimeout] and its siblings, or a [*RemoteError].
+// It may be called from a [RequestHandler] on its own connection.
+func (c *Conn) Request(ctx context.Context, v any) (Response, error) {
+	data, err := encodeData(v)
+	if err != nil {
+		return Response{}, err
+	}
+	r, err := c.a.Request(ctx, data)
+	return Response{Data: r.Data}, err
+}
+
+// Go sends v like [Conn.Request] and calls cb exactly once with the outcome,
+// without a goroutine per call. cb runs on the connection's actor loop: it
+// must be quick and must not wait for this connection; a panic in it
+// restarts the actor. If Go returns an error, nothing was sent and cb is
+// never called.
+func (c *Conn) Go(ctx context.Context, v any, cb func(Response, error)) error {
+	data, err := encodeData(v)
+	if err != nil {
+		return err
+	}
+	if cb == nil {
+		return errors.New("wsactor: Go needs a callback")
+	}
+	return c.a.Go(ctx, data, func(r actor.Reply, err error) { cb(Response{Data: r.Data}, err) })
+}
+
+// Send sends v as a plain message: one JSON text frame, no reply. It never
+// blocks; [ErrWriteQueueFull] says the peer is not reading fast enough.
+// A nil v (JSON null) is refused with [ErrNullMessage].
+func (c *Conn) Send(v any) error {
+	data, err := encodeData(v)
+	if err != nil {
+		return err
+	}
+	if data == nil || envelope.IsNull(data) {
+		return ErrNullMessage
+	}
+	if err := c.wc.Write(data); err != nil {
+		return err
+	}
+	c.sh.stats.messagesOut.Add(1)
+	return nil
+}
+
+// Close ends the connection on purpose: pending requests fail with
+// [ErrClosed] and the peer is told not to reconnect ("primus::server::close"
+// from a server; a normal close from a client). It does not wait; see
+// [Conn.Done].
+func (c *Conn) Close() error {
+	c.a.Stop(ErrClosed, 0, "")
+	if c.wc.Role() == conn.Server {
+		return c.wc.End()
+	}
+	return c.wc.Close(1000, "")
+}
+
+// Done is closed when the connection has closed, every request on it has
+// ended and the disconnect hook has returned.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection closed, or nil while it is open.
+func (c *Conn) Err() error {
+	if p := c.closeErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// ID is the connection's id (the Primus spark id on the server side).
+func (c *Conn) ID() string { return c.wc.ID() }
+
+// Identity is what the authentication hook returned for this connection.
+func (c *Conn) Identity() any { return c.identity }
+
+// Query is the query of the upgrade request (server side), without
+// Primus's cache buster "_primuscb".
+func (c *Conn) Query() url.Values { return c.query }
+
+// RemoteAddr is the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.wc.RemoteAddr() }
+
+// Pending reports this side's requests in flight on the connection.
+func (c *Conn) Pending() int { return c.a.Pending() }
+
+// The conn.Handler of a Conn, on the connection's read goroutine.
+type connEvents Conn
+
+func (e *connEvents) conn() *Conn { return (*Conn)(e) }
+
+func (e *connEvents) OnOpen(*conn.Conn) {
+	c := e.conn()
+	if fn := c.sh.o.onConnect; fn != nil {
+		c.userCode(func() { fn(c) })
+	}
+}
+
+func (e *connEvents) OnEnvelope(_ *conn.Conn, env envelope.Envelope) {
+	c := e.conn()
+	if env.Kind != envelope.KindData {
+		_ = c.a.Deliver(env)
+		return
+	}
+	c.sh.stats.messagesIn.Add(1)
+	if fn := c.sh.o.onMessage; fn != nil {
+		msg := json.RawMessage(append([]byte(nil), env.Data...))
+		c.userCode(func() { fn(c, msg) })
+	}
+}
+
+func (e *connEvents) OnBadInput(_ *conn.Conn, err error) {
+	c := e.conn()
+	c.sh.badInput(c, err)
+}
+
+func (e *connEvents) OnClose(_ *conn.Conn, err error) {
+	c := e.conn()
+	c.closeErr.Store(&err)
+	c.a.Closed(fmt.Errorf("%w: %w", ErrConnLost, err))
+	<-c.a.Done() // quick: the loop never blocks
+	if fn := c.sh.o.onDisconnect; fn != nil {
+		var pc panics.Catcher
+		pc.Try(func() { fn(c, err) })
+		if r := pc.Recovered(); r != nil {
+			c.sh.badInput(c, fmt.Errorf("%w: disconnect hook: %w", ErrHandlerPanic, r.AsError()))
+		}
+	}
+	c.sh.stats.closed.Add(1)
+	close(c.done)
+}
+
+// userCode runs a hook or message handler on the read goroutine; a panic in
+// it is a failure of the connection's actor.
+func (c *Conn) userCode(fn func()) {
+	var pc panics.Catcher
+	pc.Try(fn)
+	if r := pc.Recovered(); r != nil {
+		c.a.Fail(fmt.Errorf("%w: %w", ErrHandlerPanic, r.AsError()))
+	}
+}

@@ -1,0 +1,41 @@
+// Package wsactor is request-response over WebSockets, built the way Erlang
+// would build it, and wire-compatible with Primus + primus-responder.
+//
+// Either side asks the other and waits for the answer ([Conn.Request], or
+// [Conn.Go] with a callback), answers the other's requests
+// ([WithRequestHandler]) and sends plain messages ([Conn.Send]). A [Server]
+// is an [net/http.Handler]; [Dial] returns a supervised [Client] that
+// reconnects with backoff.
+//
+// Each connection is an actor: one mailbox, drained by one goroutine at a
+// time, alone owns the connection's pending requests; replies, timeouts and
+// cancels reach it as messages, so there is no lock around them. Every
+// request ends exactly once: a reply, a [*RemoteError], [ErrTimeout],
+// [ErrCanceled], [ErrConnLost], [ErrRestarted], [ErrShutdown] or
+// [ErrClosed]. A panic in user code restarts the connection's actor (its
+// pending requests fail with [ErrRestarted]) without touching other
+// connections; too many restarts within a window close that connection with
+// 1011.
+//
+// # Wire
+//
+// Every message is one JSON text frame. A request is
+// {"plugin":"primus-responder","requestId":"<uuid v4>","data":…} and its
+// reply {"plugin":"primus-responder","responseId":"<same id>","data":…},
+// exactly as primus-responder sends them. wsactor adds fields that stock
+// primus-responder peers ignore harmlessly: "timeout" (ms) on a request, an
+// "error":{"code","message"} reply instead of "data", and a cancel envelope
+// {"plugin":"primus-responder","cancelId":"<id>"}. The server sends
+// "primus::ping::<ms>" heartbeats and expects "primus::pong::<ms>"; clients
+// answer pings. A top-level null is never sent.
+//
+// # Concurrency
+//
+// Per connection: the read goroutine (gws's read loop) decodes frames, runs
+// the message handler and hooks, and posts envelopes to the actor; the
+// actor's loop (started on demand) owns the pending requests; request
+// handlers run on a bounded pool shared by the server or client; socket
+// writes happen on an on-demand flusher. Per server: one heartbeat
+// goroutine. Per client: one supervisor goroutine. Shutdown and Close wait
+// for all of them.
+package wsactor

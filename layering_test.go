@@ -1,0 +1,45 @@
+package wsactor_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLayering fails on a forbidden import edge between the project's
+// packages (GUIDE.md's layering): each package may import only the project
+// packages listed for it, plus the standard library and its third-party
+// dependencies listed here.
+func TestLayering(t *testing.T) {
+	const mod = "github.com/wsactor/wsactor"
+	allowed := map[string][]string{
+		"envelope":   {"github.com/google/uuid"},
+		"mailbox":    {},
+		"supervisor": {"github.com/sourcegraph/conc"},
+		"actor":      {mod + "/envelope", mod + "/mailbox", "github.com/google/uuid", "github.com/sourcegraph/conc"},
+		"conn":       {mod + "/envelope", "github.com/lxzan/gws", "github.com/klauspost/compress", "github.com/dolthub/maphash"},
+	}
+	for pkg, ok := range allowed {
+		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if !strings.Contains(strings.SplitN(dep, "/", 2)[0], ".") || dep == mod+"/"+pkg {
+				continue // standard library, or itself
+			}
+			if !allowedDep(dep, ok) {
+				t.Errorf("%s imports %s, which the layering forbids", pkg, dep)
+			}
+		}
+	}
+}
+
+func allowedDep(dep string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if dep == p || strings.HasPrefix(dep, p+"/") {
+			return true
+		}
+	}
+	return false
+}

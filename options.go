@@ -1,0 +1,350 @@
+package wsactor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/wsactor/wsactor/supervisor"
+)
+
+// RequestHandler answers a request from the peer. It runs on a worker of a
+// bounded pool, never on a connection's read or actor goroutine, so it may
+// block and may call [Conn.Request] on c. The result is JSON-encoded into
+// the reply's "data" ([json.RawMessage] is sent as it is, [NoData] leaves
+// "data" out, nil sends null). A returned error becomes an error reply: a
+// [*RemoteError] as it is, any other error with code [CodeError] and
+// err.Error() as its message. ctx ends when the peer cancels or its timeout
+// passes, or the connection restarts, closes or shuts down: handlers must
+// return when it does.
+type RequestHandler func(ctx context.Context, c *Conn, req Request) (any, error)
+
+// MessageHandler receives a plain message (any JSON value that is not a
+// request or reply envelope). It runs on the connection's read goroutine, in
+// arrival order; while it runs no more frames are read from that
+// connection, so hand long work off. msg is a copy the handler may keep.
+type MessageHandler func(c *Conn, msg json.RawMessage)
+
+// Request is a request from the peer.
+type Request struct {
+	ID      json.RawMessage // the peer's id, echoed verbatim in the reply
+	Data    json.RawMessage // nil when the peer left "data" out
+	Timeout time.Duration   // how long the peer says it waits (wsactor peers); 0 when unknown
+}
+
+// Decode unmarshals the request's data into v.
+func (r Request) Decode(v any) error { return decodeData(r.Data, v) }
+
+// Response is a reply to this side's request.
+type Response struct {
+	Data json.RawMessage // nil when the peer left "data" out
+}
+
+// Decode unmarshals the reply's data into v.
+func (r Response) Decode(v any) error { return decodeData(r.Data, v) }
+
+func decodeData(data json.RawMessage, v any) error {
+	if data == nil {
+		return errors.New("wsactor: no data")
+	}
+	return json.Unmarshal(data, v)
+}
+
+type noData struct{}
+
+// NoData, returned by a handler or passed to Request, leaves "data" out of
+// the envelope (JavaScript's undefined).
+var NoData any = noData{}
+
+// Backoff is the client's reconnect delay: exponential with jitter. The
+// zero value means 100ms doubling to 10s with jitter 0.5.
+type Backoff = supervisor.Backoff
+
+// Option configures a [Server] (NewServer) or a [Client] (Dial). Options
+// that only make sense for one of them are refused by the other.
+type Option struct {
+	name  string
+	scope scope
+	apply func(*options)
+}
+
+type scope uint8
+
+const (
+	both scope = iota
+	serverOnly
+	clientOnly
+)
+
+type options struct {
+	onRequest      RequestHandler
+	onMessage      MessageHandler
+	onConnect      func(*Conn)
+	onDisconnect   func(*Conn, error)
+	onError        func(*Conn, error)
+	requestTimeout time.Duration
+	maxPending     int
+	maxInbound     int
+	mailbox        int
+	maxMessage     int
+	maxOutbound    int
+	writeTimeout   time.Duration
+	workers        int
+	queue          int
+	restartMax     int
+	restartWithin  time.Duration
+
+	// server
+	pingInterval time.Duration
+	origins      []string
+	authenticate func(*http.Request) (any, error)
+
+	// client
+	header          http.Header
+	pingTimeout     time.Duration
+	backoff         supervisor.Backoff
+	reconnectMax    int
+	reconnectWithin time.Duration
+	resetAfter      time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		requestTimeout:  30 * time.Second,
+		maxPending:      4096,
+		maxInbound:      1024,
+		mailbox:         1024,
+		maxMessage:      10 << 20,
+		maxOutbound:     4 << 20,
+		writeTimeout:    10 * time.Second,
+		workers:         max(256, 64*runtime.GOMAXPROCS(0)),
+		queue:           65536,
+		restartMax:      5,
+		restartWithin:   10 * time.Second,
+		pingInterval:    30 * time.Second,
+		pingTimeout:     45 * time.Second,
+		backoff:         supervisor.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second, Factor: 2, Jitter: 0.5},
+		reconnectMax:    20,
+		reconnectWithin: time.Minute,
+		resetAfter:      10 * time.Second,
+	}
+}
+
+func buildOptions(want scope, opts []Option) (options, error) {
+	o := defaultOptions()
+	var errs []error
+	for _, opt := range opts {
+		if opt.apply == nil {
+			errs = append(errs, fmt.Errorf("%w: the zero Option", errBadOption))
+			continue
+		}
+		if opt.scope != both && opt.scope != want {
+			where := "NewServer"
+			if opt.scope == clientOnly {
+				where = "Dial"
+			}
+			errs = append(errs, fmt.Errorf("%w: %s is an option of %s only", errBadOption, opt.name, where))
+			continue
+		}
+		opt.apply(&o)
+	}
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w: "+format, append([]any{errBadOption}, args...)...))
+		}
+	}
+	check(o.requestTimeout > 0, "request timeout %v, want > 0", o.requestTimeout)
+	check(o.maxPending >= 1, "max pending %d, want >= 1", o.maxPending)
+	check(o.maxInbound >= 1, "max inbound %d, want >= 1", o.maxInbound)
+	check(o.mailbox >= 1, "mailbox capacity %d, want >= 1", o.mailbox)
+	check(o.maxMessage >= 64, "max message size %d, want >= 64", o.maxMessage)
+	check(o.maxOutbound >= 1, "max outbound bytes %d, want >= 1", o.maxOutbound)
+	check(o.writeTimeout > 0, "write timeout %v, want > 0", o.writeTimeout)
+	check(o.workers >= 1 && o.queue >= 0, "handler pool of %d workers and queue %d", o.workers, o.queue)
+	check(o.restartMax >= 0 && o.restartWithin > 0, "restart intensity %d within %v", o.restartMax, o.restartWithin)
+	check(o.pingInterval >= 0, "ping interval %v, want >= 0", o.pingInterval)
+	check(o.pingTimeout >= 0, "ping timeout %v, want >= 0", o.pingTimeout)
+	check(o.reconnectMax >= 0 && o.reconnectWithin > 0, "reconnect intensity %d within %v", o.reconnectMax, o.reconnectWithin)
+	check(o.backoff.Min >= 0 && o.backoff.Max >= 0, "reconnect backoff %+v", o.backoff)
+	for _, p := range o.origins {
+		_, err := path.Match(p, "x")
+		check(err == nil && p != "", "origin pattern %q", p)
+	}
+	return o, errors.Join(errs...)
+}
+
+// WithRequestHandler answers the peer's requests. Without one, every request
+// from the peer gets an error reply of code [CodeNoHandler].
+func WithRequestHandler(h RequestHandler) Option {
+	return Option{"WithRequestHandler", both, func(o *options) { o.onRequest = h }}
+}
+
+// WithMessageHandler receives plain messages. Without one they are counted
+// and dropped.
+func WithMessageHandler(h MessageHandler) Option {
+	return Option{"WithMessageHandler", both, func(o *options) { o.onMessage = h }}
+}
+
+// WithConnectHook is called on the connection's read goroutine when a
+// connection opens (for a client: each time it connects), before any frame
+// is read. A panic in it is a failure of the connection's actor.
+func WithConnectHook(fn func(c *Conn)) Option {
+	return Option{"WithConnectHook", both, func(o *options) { o.onConnect = fn }}
+}
+
+// WithDisconnectHook is called once per connection after it closed and all
+// its requests have ended; err says why.
+func WithDisconnectHook(fn func(c *Conn, err error)) Option {
+	return Option{"WithDisconnectHook", both, func(o *options) { o.onDisconnect = fn }}
+}
+
+// WithErrorHook is told about bad input: malformed JSON, null, binary frames,
+// invalid UTF-8, missing or bad ids, late, duplicate and unknown replies,
+// oversized frames, panics in user code. It runs on the connection's read
+// goroutine or actor loop and must be quick.
+func WithErrorHook(fn func(c *Conn, err error)) Option {
+	return Option{"WithErrorHook", both, func(o *options) { o.onError = fn }}
+}
+
+// WithRequestTimeout bounds every request whose ctx has no sooner deadline.
+// The timeout is sent to wsactor peers, whose handlers see it as a ctx
+// deadline. Default 30s.
+func WithRequestTimeout(d time.Duration) Option {
+	return Option{"WithRequestTimeout", both, func(o *options) { o.requestTimeout = d }}
+}
+
+// WithMaxPending caps this side's requests in flight per connection; one more
+// fails at once with [ErrTooManyPending]. Default 4096.
+func WithMaxPending(n int) Option {
+	return Option{"WithMaxPending", both, func(o *options) { o.maxPending = n }}
+}
+
+// WithMaxInbound caps the peer's requests being handled per connection; one
+// more is answered with an error reply of code [CodeBusy]. Default 1024.
+func WithMaxInbound(n int) Option {
+	return Option{"WithMaxInbound", both, func(o *options) { o.maxInbound = n }}
+}
+
+// WithMailboxCapacity bounds each connection actor's mailbox. When it is
+// full the connection's reader waits (TCP backpressure), [Conn.Request]
+// waits and [Conn.Go] fails with [ErrMailboxFull]. Default 1024.
+func WithMailboxCapacity(n int) Option {
+	return Option{"WithMailboxCapacity", both, func(o *options) { o.mailbox = n }}
+}
+
+// WithMaxMessageSize is the largest frame read or written. A larger incoming
+// frame closes the connection with 1009 (as Primus does); a larger outgoing
+// message fails with [ErrTooLarge]. Default 10 MiB (Primus's maxLength).
+func WithMaxMessageSize(n int) Option {
+	return Option{"WithMaxMessageSize", both, func(o *options) { o.maxMessage = n }}
+}
+
+// WithMaxOutboundBytes bounds the bytes queued for writing per connection.
+// A message that would go over fails with [ErrWriteQueueFull] and the
+// connection stays; the peer is a slow reader. Default 4 MiB.
+func WithMaxOutboundBytes(n int) Option {
+	return Option{"WithMaxOutboundBytes", both, func(o *options) { o.maxOutbound = n }}
+}
+
+// WithWriteTimeout closes a connection whose socket write blocks longer (a
+// stalled reader). Default 10s.
+func WithWriteTimeout(d time.Duration) Option {
+	return Option{"WithWriteTimeout", both, func(o *options) { o.writeTimeout = d }}
+}
+
+// WithHandlerPool sets the pool that runs request handlers (shared by all
+// connections of a server): at most workers at once and queue more waiting.
+// A request finding both full is answered with [CodeBusy]. Default
+// max(256, 64×GOMAXPROCS) workers and a queue of 65536.
+func WithHandlerPool(workers, queue int) Option {
+	return Option{"WithHandlerPool", both, func(o *options) { o.workers, o.queue = workers, queue }}
+}
+
+// WithRestartIntensity allows a connection's actor at most n restarts within
+// d; at the next failure it gives up, fails what is pending with
+// [ErrTooManyRestarts] and closes the connection with 1011. Default 5 within
+// 10s, as in Erlang/OTP.
+func WithRestartIntensity(n int, d time.Duration) Option {
+	return Option{"WithRestartIntensity", both, func(o *options) { o.restartMax, o.restartWithin = n, d }}
+}
+
+// WithPingInterval is how often the server sends "primus::ping::<ms>" to
+// every connection and closes those that did not answer since the previous
+// ping. Default 30s (Primus's default; browser Primus clients give up after
+// 1.5× this). 0 turns heartbeats off.
+func WithPingInterval(d time.Duration) Option {
+	return Option{"WithPingInterval", serverOnly, func(o *options) { o.pingInterval = d }}
+}
+
+// WithAllowedOrigins lets browsers from other origins connect. Patterns
+// match the Origin's host (and port), as path.Match does:
+// "example.com", "*.example.com", "127.0.0.1:*". By default only same-origin
+// pages and clients that send no Origin (non-browsers) may connect; "*"
+// allows every origin (not advised: any web page could use your users'
+// cookies).
+func WithAllowedOrigins(patterns ...string) Option {
+	return Option{"WithAllowedOrigins", serverOnly, func(o *options) { o.origins = append(o.origins, patterns...) }}
+}
+
+// WithAuthenticate checks each upgrade request before it is accepted. A nil
+// error accepts it and identity is kept ([Conn.Identity]). An error refuses
+// it with HTTP 401, or with the status of an error that has a
+// StatusCode() int method, and the body {"error":"<message>"} as Primus
+// does.
+func WithAuthenticate(fn func(r *http.Request) (identity any, err error)) Option {
+	return Option{"WithAuthenticate", serverOnly, func(o *options) { o.authenticate = fn }}
+}
+
+// WithHeader adds headers to the client's upgrade request (Origin,
+// Authorization, Cookie, …).
+func WithHeader(h http.Header) Option {
+	return Option{"WithHeader", clientOnly, func(o *options) { o.header = h.Clone() }}
+}
+
+// WithPingTimeout makes the client drop and reconnect when no
+// "primus::ping" arrived for d, like the Primus browser client. Default 45s
+// (1.5 × the default ping interval); 0 turns it off.
+func WithPingTimeout(d time.Duration) Option {
+	return Option{"WithPingTimeout", clientOnly, func(o *options) { o.pingTimeout = d }}
+}
+
+// WithReconnect sets how the client reconnects after a lost connection:
+// backoff between attempts (exponential with jitter), at most n reconnects
+// within d before it gives up with [ErrTooManyRestarts]. A connection that
+// lasted resetAfter or more resets the backoff to its first step. Defaults:
+// 500ms doubling to 30s with jitter 0.5, 20 within a minute, reset after 10s.
+func WithReconnect(b Backoff, n int, d, resetAfter time.Duration) Option {
+	return Option{"WithReconnect", clientOnly, func(o *options) {
+		o.backoff, o.reconnectMax, o.reconnectWithin, o.resetAfter = b, n, d, resetAfter
+	}}
+}
+
+// originAllowed reports whether a browser at origin may open r.
+func originAllowed(r *http.Request, patterns []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true // not a browser
+	}
+	host := origin
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	} else {
+		return false // "null" and other opaque origins
+	}
+	host = strings.TrimSuffix(host, "/")
+	if strings.EqualFold(host, r.Host) {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(host)); ok {
+			return true
+		}
+	}
+	return false
+}

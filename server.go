@@ -1,0 +1,342 @@
+package wsactor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sourcegraph/conc"
+	"github.com/sourcegraph/conc/panics"
+	"github.com/wsactor/wsactor/actor"
+	"github.com/wsactor/wsactor/conn"
+)
+
+// Server accepts WebSocket connections that speak the Primus +
+// primus-responder wire and gives each one an actor. It is an
+// [http.Handler]: mount it where Primus clients look, "/primus" (and
+// "/primus/" for the spec endpoint):
+//
+//	srv, err := wsactor.NewServer(wsactor.WithRequestHandler(h))
+//	mux.Handle("/primus", srv)
+//	mux.Handle("/primus/", srv)
+//
+// All methods may be called concurrently. The zero value is not usable: use
+// [NewServer].
+type Server struct {
+	sh *shared
+	up *conn.Upgrader
+
+	mu       sync.Mutex
+	conns    map[*Conn]struct{}
+	closing  bool
+	beat     chan struct{} // closed to stop the heartbeat goroutine
+	beating  bool
+	wg       conc.WaitGroup // read loops and the heartbeat
+	shutOnce sync.Once
+	shutErr  error
+	stats    counters
+}
+
+// NewServer validates the options once and returns a server. It starts no
+// goroutine until the first connection.
+func NewServer(opts ...Option) (*Server, error) {
+	o, err := buildOptions(serverOnly, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{conns: make(map[*Conn]struct{})}
+	if s.sh, err = newShared(o, &s.stats); err != nil {
+		return nil, err
+	}
+	if s.up, err = conn.NewUpgrader(s.sh.connOptions(conn.Server)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ServeHTTP upgrades Primus WebSocket requests. Plain HTTP requests get the
+// Primus spec (a path ending in "/spec") or 426 Upgrade Required.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		s.plainHTTP(w, r)
+		return
+	}
+	if !originAllowed(r, s.sh.o.origins) {
+		s.stats.refused.Add(1)
+		httpError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
+	var identity any
+	if auth := s.sh.o.authenticate; auth != nil {
+		var err error
+		var pc panics.Catcher
+		pc.Try(func() { identity, err = auth(r) })
+		if rec := pc.Recovered(); rec != nil {
+			err = rec.AsError()
+			s.sh.badInput(nil, errors.Join(ErrHandlerPanic, err))
+			err = &statusError{http.StatusInternalServerError, "authentication failed"}
+		}
+		if err != nil {
+			s.stats.refused.Add(1)
+			status := http.StatusUnauthorized
+			var sc interface{ StatusCode() int }
+			if errors.As(err, &sc) {
+				status = sc.StatusCode()
+			}
+			httpError(w, status, err.Error())
+			return
+		}
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		s.stats.refused.Add(1)
+		httpError(w, http.StatusServiceUnavailable, "server shutting down")
+		return
+	}
+
+	c := newConn(s.sh)
+	c.identity = identity
+	c.query = r.URL.Query()
+	c.query.Del("_primuscb")
+	wc, err := s.up.Upgrade(w, r, (*connEvents)(c))
+	if err != nil {
+		s.stats.refused.Add(1)
+		return // the upgrader answered the client
+	}
+	if err := c.start(wc); err != nil {
+		_ = wc.Close(1011, "internal error")
+		return
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = wc.Close(1001, "server shutting down")
+		s.wg.Go(wc.Serve)
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.startHeartbeatLocked()
+	s.mu.Unlock()
+	s.stats.accepted.Add(1)
+	s.wg.Go(func() {
+		wc.Serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	})
+}
+
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string   { return e.msg }
+func (e *statusError) StatusCode() int { return e.status }
+
+func httpError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// plainHTTP answers non-upgrade requests as a Primus server does.
+func (s *Server) plainHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, "/spec") {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"pingInterval": s.sh.o.pingInterval.Milliseconds(),
+			"pathname":     strings.TrimSuffix(r.URL.Path, "/spec"),
+			"version":      "wsactor",
+			"parser":       "json",
+			"transformer":  "websockets",
+		})
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(http.StatusUpgradeRequired)
+	_, _ = w.Write([]byte("Upgrade Required"))
+}
+
+// startHeartbeatLocked starts the one heartbeat goroutine (Primus keeps one
+// timer for all connections too).
+func (s *Server) startHeartbeatLocked() {
+	if s.beating || s.sh.o.pingInterval <= 0 {
+		return
+	}
+	s.beating = true
+	s.beat = make(chan struct{})
+	stop := s.beat
+	s.wg.Go(func() { s.heartbeat(stop) })
+}
+
+// heartbeat pings every connection each interval and drops those that did
+// not answer the previous ping (no "primus::pong" and no WebSocket ping).
+func (s *Server) heartbeat(stop <-chan struct{}) {
+	t := time.NewTicker(s.sh.o.pingInterval)
+	defer t.Stop()
+	var batch []*Conn
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			batch = batch[:0]
+			s.mu.Lock()
+			for c := range s.conns {
+				batch = append(batch, c)
+			}
+			s.mu.Unlock()
+			for _, c := range batch {
+				if c.wc.TakeAlive() {
+					_ = c.wc.Ping(now)
+				} else {
+					_ = c.wc.Drop()
+				}
+			}
+			clear(batch)
+		}
+	}
+}
+
+// Conns returns the open connections.
+func (s *Server) Conns() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Shutdown stops accepting connections (new upgrades get 503), refuses new
+// requests in both directions ([ErrShutdown], error replies of code
+// [CodeShutdown]), lets requests in flight finish until ctx ends, then fails
+// the rest with [ErrShutdown] and closes every connection with 1001 (clients
+// reconnect elsewhere). It returns when every connection, handler and
+// goroutine of the server has finished, with ctx's error if requests had to
+// be cut off. Request handlers must return when their ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() { s.shutErr = s.shutdown(ctx) })
+	return s.shutErr
+}
+
+// Close is Shutdown without a grace period.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	drained := make([]<-chan struct{}, len(conns))
+	for i, c := range conns {
+		drained[i] = c.a.Drain()
+	}
+	var err error
+	for _, ch := range drained {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			break
+		}
+	}
+	for _, c := range conns {
+		c.a.Stop(ErrShutdown, 1001, "server shutting down")
+	}
+	for _, c := range conns {
+		<-c.Done()
+	}
+	s.mu.Lock()
+	if s.beating {
+		close(s.beat)
+		s.beating = false
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.sh.pool.Close()
+	return err
+}
+
+// Stats is a snapshot of a server's or client's counters.
+type Stats struct {
+	Conns    int   // open connections now
+	Accepted int64 // connections accepted (client: connections made)
+	Refused  int64 // upgrades refused: origin, authentication, shutdown, handshake
+	Closed   int64 // connections that ended
+
+	// This side's requests. Requests == Replied + RemoteErrors + TimedOut +
+	// Canceled + Failed + Pending at all times (exactly once).
+	Requests, Replied, RemoteErrors, TimedOut, Canceled, Failed, Pending int64
+	LateReplies, UnknownReplies                                          int64
+
+	// The peer's requests.
+	Received, Answered, AnsweredError, Busy, CancelsReceived, DuplicateRequests, InProgress int64
+
+	MessagesIn, MessagesOut int64
+	BadInput                int64 // everything reported to the error hook
+	HandlerPanics           int64
+	Restarts                int64 // actor restarts after failures
+	Reconnects              int64 // client only
+}
+
+func snapshot(st *counters, as *actor.Stats, open int) Stats {
+	return Stats{
+		Conns:             open,
+		Accepted:          st.accepted.Load(),
+		Refused:           st.refused.Load(),
+		Closed:            st.closed.Load(),
+		Requests:          as.Requests.Load(),
+		Replied:           as.Replied.Load(),
+		RemoteErrors:      as.RemoteErrors.Load(),
+		TimedOut:          as.TimedOut.Load(),
+		Canceled:          as.Canceled.Load(),
+		Failed:            as.Failed.Load(),
+		Pending:           as.Pending.Load(),
+		LateReplies:       as.LateReplies.Load(),
+		UnknownReplies:    as.UnknownReplies.Load(),
+		Received:          as.Received.Load(),
+		Answered:          as.Answered.Load(),
+		AnsweredError:     as.AnsweredError.Load(),
+		Busy:              as.Busy.Load(),
+		CancelsReceived:   as.CancelsReceived.Load(),
+		DuplicateRequests: as.DuplicateRequests.Load(),
+		InProgress:        as.Inbound.Load(),
+		MessagesIn:        st.messagesIn.Load(),
+		MessagesOut:       st.messagesOut.Load(),
+		BadInput:          st.badInput.Load(),
+		HandlerPanics:     as.HandlerPanics.Load(),
+		Restarts:          as.Restarts.Load(),
+		Reconnects:        st.reconnects.Load(),
+	}
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return snapshot(&s.stats, s.sh.cfg.Stats(), n)
+}
