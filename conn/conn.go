@@ -296,9 +296,11 @@ func (c *Conn) TakeAlive() bool { return c.alive.Swap(false) }
 // and closes the connection. Code 0 sends a close frame without a status
 // code, as Primus does; other codes must be valid to send (1000–1003,
 // 1007–1014, 3000–4999) or Close returns ErrInvalidCloseCode. Frames still
-// queued are dropped (see DroppedFrames); Close does not wait for the socket:
-// the close frame is written by the write goroutine (within WriteTimeout),
-// then the connection waits up to WriteTimeout for the peer's close frame.
+// queued are dropped (see DroppedFrames). Close does not wait for the
+// socket: the write goroutine writes the close frame after the write in
+// progress, if any (each write is bounded by WriteTimeout), and half-closes
+// the socket; the read loop then waits up to WriteTimeout for the peer's
+// close frame.
 // OnClose then reports ErrClosedLocally. A second call returns ErrClosed.
 func (c *Conn) Close(code uint16, reason string) error {
 	if !validCloseCode(code) {
@@ -310,7 +312,8 @@ func (c *Conn) Close(code uint16, reason string) error {
 // End is the intentional Primus close: it queues "primus::server::close"
 // after the frames already queued, then a 1000 close frame. A Primus client
 // then does not reconnect. Otherwise it is like Close, except that queued
-// frames are written, not dropped.
+// frames are written, not dropped. It is meant for the server role (a Primus
+// server would take the message as data).
 func (c *Conn) End() error { return c.closeWith(1000, "", true) }
 
 // Drop closes the socket at once without a close frame, dropping queued

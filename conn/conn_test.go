@@ -378,7 +378,7 @@ func TestDropIsAbnormal(t *testing.T) {
 }
 
 func TestClientPingTimeout(t *testing.T) {
-	const timeout = 150 * time.Millisecond
+	const timeout = 300 * time.Millisecond
 	t.Run("silent server", func(t *testing.T) {
 		p := newPair(t, conn.Options{}, conn.Options{PingTimeout: timeout})
 		if err := p.cliRec.closeErr(t); !errors.Is(err, conn.ErrHeartbeat) {
@@ -395,7 +395,7 @@ func TestClientPingTimeout(t *testing.T) {
 		stop, stopped := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(stopped)
-			tick := time.NewTicker(timeout / 5)
+			tick := time.NewTicker(timeout / 6)
 			defer tick.Stop()
 			for {
 				select {

@@ -59,6 +59,7 @@ func (noSession) Delete(string)                {}
 func (noSession) Store(string, any)            {}
 func (noSession) Range(func(string, any) bool) {}
 func newNoSession() gws.SessionStorage         { return noSession{} }
+
 func (c *Conn) onMessage(m *gws.Message) {
 	if m.Opcode != gws.OpcodeText {
 		c.callBadInput(ErrBinaryFrame)
