@@ -677,27 +677,36 @@ func TestSlowReader(t *testing.T) {
 	conns := make(chan *wsactor.Conn, 1)
 	_, url := startServer(t, wsactor.WithMaxOutboundBytes(256<<10), wsactor.WithWriteTimeout(300*time.Millisecond),
 		wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }))
-	raw := dialRaw(t, url) // never reads from now on
-	_ = raw
+	dialRawBuf(t, url, 1) // stops reading after one frame
 	sc := recv(t, conns, "conn")
 	big := strings.Repeat("x", 32<<10)
-	var full bool
-	for range 100000 {
-		if err := sc.Send(big); errors.Is(err, wsactor.ErrWriteQueueFull) {
-			full = true
-			break
-		} else if err != nil {
-			break
+	// Keep pushing: the kernel's socket buffers take megabytes before the
+	// writes stall; each time the queue is full, retry a little later.
+	var full int
+	retry := time.NewTicker(5 * time.Millisecond)
+	defer retry.Stop()
+	giveUp := time.After(wait)
+push:
+	for {
+		err := sc.Send(big)
+		switch {
+		case errors.Is(err, wsactor.ErrWriteQueueFull):
+			full++
+			select {
+			case <-retry.C:
+			case <-sc.Done():
+				break push
+			case <-giveUp:
+				t.Fatal("the stalled connection was not closed")
+			}
+		case err != nil:
+			break push // closed meanwhile
 		}
 	}
-	if !full {
+	if full == 0 {
 		t.Fatal("the outbound queue never filled")
 	}
-	select {
-	case <-sc.Done():
-	case <-time.After(wait):
-		t.Fatal("the stalled connection was not closed")
-	}
+	recv(t, sc.Done(), "conn closed")
 	if err := sc.Err(); !errors.Is(err, wsactor.ErrWriteTimeout) {
 		t.Fatalf("closed with %v, want ErrWriteTimeout", err)
 	}
@@ -708,6 +717,7 @@ type rawPeer struct {
 	ws     *gws.Conn
 	frames chan string
 	closed chan uint16
+	quit   chan struct{}
 }
 
 type rawEvents struct {
@@ -716,7 +726,10 @@ type rawEvents struct {
 }
 
 func (e rawEvents) OnMessage(c *gws.Conn, m *gws.Message) {
-	e.p.frames <- m.Data.String()
+	select {
+	case e.p.frames <- m.Data.String():
+	case <-e.p.quit:
+	}
 	m.Close()
 }
 
@@ -729,17 +742,20 @@ func (e rawEvents) OnClose(c *gws.Conn, err error) {
 	e.p.closed <- code
 }
 
-func dialRaw(t testing.TB, url string) *rawPeer {
+func dialRaw(t testing.TB, url string) *rawPeer { t.Helper(); return dialRawBuf(t, url, 1024) }
+
+// dialRawBuf: a raw peer that stops reading once n frames are unread.
+func dialRawBuf(t testing.TB, url string, n int) *rawPeer {
 	t.Helper()
-	p := &rawPeer{frames: make(chan string, 1024), closed: make(chan uint16, 1)}
-	ws, _, err := gws.NewClient(rawEvents{p: p}, &gws.ClientOption{Addr: url, ReadMaxPayloadSize: 1 << 20})
+	p := &rawPeer{frames: make(chan string, n), closed: make(chan uint16, 1), quit: make(chan struct{})}
+	ws, _, err := gws.NewClient(rawEvents{p: p}, &gws.ClientOption{Addr: url, ReadMaxPayloadSize: 1 << 20, ReadBufferSize: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.ws = ws
 	done := make(chan struct{})
 	go func() { ws.ReadLoop(); close(done) }()
-	t.Cleanup(func() { _ = ws.NetConn().Close(); <-done })
+	t.Cleanup(func() { close(p.quit); _ = ws.NetConn().Close(); <-done })
 	return p
 }
 

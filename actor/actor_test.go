@@ -509,7 +509,11 @@ func TestBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 		req := p.nextFrame(t)
-		p.inject(t, `{"plugin":"primus-responder","responseId":`+string(req.ID)+`}`)
+		// The reply's delivery runs the loop (inline), which then blocks in
+		// the callback: deliver it from a goroutine of its own.
+		env, _ := envelope.Decode([]byte(`{"plugin":"primus-responder","responseId":` + string(req.ID) + `}`))
+		delivered := make(chan error, 1)
+		go func() { delivered <- p.a.Deliver(env) }()
 		<-entered
 		var full bool
 		var accepted int
@@ -527,6 +531,9 @@ func TestBounds(t *testing.T) {
 			t.Fatalf("full=%v after %d accepted, want full after 1", full, accepted)
 		}
 		close(block)
+		if err := <-delivered; err != nil {
+			t.Fatal(err)
+		}
 		checkBalance(t, cfg.Stats())
 	})
 }

@@ -295,10 +295,12 @@ func (c *Conn) TakeAlive() bool { return c.alive.Swap(false) }
 // Close sends a close frame with code and reason (truncated to 123 bytes)
 // and closes the connection. Code 0 sends a close frame without a status
 // code, as Primus does; other codes must be valid to send (1000–1003,
-// 1007–1014, 3000–4999) or Close returns ErrInvalidCloseCode. Frames still
-// queued are dropped (see DroppedFrames). Close does not wait for the
-// socket: the write goroutine writes the close frame after the write in
-// progress, if any (each write is bounded by WriteTimeout), and half-closes
+// 1007–1014, 3000–4999) or Close returns ErrInvalidCloseCode. Frames
+// already queued are written before the close frame (a stalled write is
+// still cut by WriteTimeout, and what remains is dropped: see
+// DroppedFrames). Close does not wait for the socket: the write goroutine
+// writes the queued frames and the close frame (each write is bounded by
+// WriteTimeout), and half-closes
 // the socket; the read loop then waits up to WriteTimeout for the peer's
 // close frame.
 // OnClose then reports ErrClosedLocally. A second call returns ErrClosed.

@@ -190,9 +190,8 @@ func (c *Conn) dropPendingLocked() {
 
 var serverCloseFrame = []byte(`"primus::server::close"`)
 
-// closeWith starts a closing handshake written by the flusher. end queues
-// "primus::server::close" and keeps the queued frames; otherwise they are
-// dropped.
+// closeWith starts a closing handshake written by the flusher, after the
+// frames already queued. end queues "primus::server::close" first.
 func (c *Conn) closeWith(code uint16, reason string, end bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -208,10 +207,10 @@ func (c *Conn) closeWith(code uint16, reason string, end bool) error {
 		}
 		reason = reason[:n]
 	}
+	// Frames already queued go out before the close frame (replies, error
+	// replies of a shutdown): each write is still bounded by WriteTimeout.
 	if end {
 		c.appendLocked(opText, serverCloseFrame, c.role == Client, frameSize(len(serverCloseFrame), c.role == Client))
-	} else {
-		c.dropPendingLocked()
 	}
 	c.closeWanted, c.closeCode, c.closeReason = true, code, reason
 	c.startFlusherLocked()
