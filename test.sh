@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Node packages, Debian chromium when missing)
+# and runs every test: Go (race detector on), a short fuzz of the envelope
+# decoder, and the JavaScript client's tests against real Primus and Chromium.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== installing test dependencies"
+bash js/install-test-deps.sh
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+echo "== fuzz the envelope decoder (short)"
+go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZTIME:-20s}" ./envelope
+
+echo "== JavaScript client tests (real Primus server, real Chromium)"
+node --test js/test/*.test.mjs
