@@ -32,12 +32,15 @@ type Actor struct {
 	stopErr  atomic.Pointer[error]
 
 	// Owned by the loop.
-	pending  map[envelope.ID]*call
-	inbound  map[string]*task
-	stopped  bool
-	draining bool
-	drained  []chan struct{} // Drain callers waiting for nothing in flight
-	failure  error           // a failure raised while handling a message, handled after it
+	pending   map[envelope.ID]*call
+	inbound   map[string]*task
+	stopped   bool
+	draining  bool
+	drained   []chan struct{} // Drain callers waiting for nothing in flight
+	deadlines deadlines       // pending calls by deadline
+	timer     *time.Timer     // fires a tick at timerAt
+	timerAt   int64           // the deadline the timer is armed for; 0: not armed
+	failure   error           // a failure raised while handling a message, handled after it
 }
 
 type op uint8
@@ -45,12 +48,12 @@ type op uint8
 const (
 	opRegister op = iota + 1
 	opInbound
-	opTimeout
 	opCancel
 	opResult
 	opFail
 	opDrain
 	opStop
+	opTick
 )
 
 type msg struct {
@@ -89,9 +92,10 @@ type call struct {
 	cb      func(Reply, error)
 	stopCtx func() bool
 	// Owned by the loop once posted.
-	state  callState
-	preErr error
-	timer  *time.Timer
+	state    callState
+	preErr   error
+	deadline int64 // now() + timeout, set at registration
+	hidx     int   // index in the actor's deadlines, -1 when not in them
 }
 
 type result struct {
@@ -228,7 +232,7 @@ func (a *Actor) Go(ctx context.Context, data []byte, cb func(Reply, error)) erro
 }
 
 func (a *Actor) newCall(ctx context.Context, data []byte) *call {
-	c := &call{id: envelope.NewID(), timeout: a.cfg.requestTimeout}
+	c := &call{id: envelope.NewID(), timeout: a.cfg.requestTimeout, hidx: -1}
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < c.timeout {
 			c.timeout = max(d, time.Millisecond)
@@ -325,10 +329,8 @@ func (a *Actor) handle(m msg) {
 		a.register(m.call)
 	case opInbound:
 		a.inboundEnvelope(m.in)
-	case opTimeout:
-		if c := m.call; c.state == stPending {
-			a.giveUp(c, ErrTimeout)
-		}
+	case opTick:
+		a.expire()
 	case opCancel:
 		switch c := m.call; c.state {
 		case stNew:
@@ -399,9 +401,9 @@ func (a *Actor) register(c *call) {
 	a.pending[c.id] = c
 	c.state = stPending
 	a.pendingN.Add(1)
-	c.timer = time.AfterFunc(c.timeout, func() {
-		_ = a.mb.PostSystem(msg{op: opTimeout, call: c})
-	})
+	c.deadline = now() + int64(c.timeout)
+	a.deadlines.push(c)
+	a.armTimer()
 }
 
 // giveUp ends a pending call that this side stopped waiting for, and tells
@@ -429,9 +431,7 @@ func (a *Actor) complete(c *call, r Reply, err error) {
 		return
 	}
 	c.state = stDone
-	if c.timer != nil {
-		c.timer.Stop()
-	}
+	a.deadlines.remove(c)
 	if c.stopCtx != nil {
 		c.stopCtx()
 	}
@@ -686,6 +686,10 @@ func (a *Actor) stop(cause error, code uint16, reason string) {
 	}
 	a.failAll(cause, false)
 	a.releaseDrained()
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.deadlines = nil
 	if code != 0 {
 		_ = a.t.Close(code, reason)
 	}
