@@ -1,11 +1,13 @@
 package wsactor_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -773,3 +775,135 @@ func (p *rawPeer) write(t testing.TB, binary bool, data string) {
 func (p *rawPeer) read(t testing.TB) string { t.Helper(); return recv(t, p.frames, "frame") }
 
 func (p *rawPeer) closeCode(t testing.TB) uint16 { t.Helper(); return recv(t, p.closed, "close") }
+
+// Example: a server that adds numbers and asks each client its name, and a
+// client that answers.
+func Example() {
+	srv, _ := wsactor.NewServer(
+		wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+			var in struct{ A, B int }
+			if err := req.Decode(&in); err != nil {
+				return nil, &wsactor.RemoteError{Code: "bad_request", Message: err.Error()}
+			}
+			// Either side may ask: the server asks the client back.
+			who, err := c.Request(ctx, "who are you?")
+			if err != nil {
+				return nil, err
+			}
+			var name string
+			_ = who.Decode(&name)
+			return fmt.Sprintf("%s: %d", name, in.A+in.B), nil
+		}))
+	hs := httptest.NewServer(srv) // in an app: http.Handle("/primus", srv)
+	defer hs.Close()
+	defer srv.Close()
+
+	ctx := context.Background()
+	cl, err := wsactor.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/primus",
+		wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+			return "gopher", nil
+		}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cl.Close()
+
+	resp, err := cl.Request(ctx, map[string]int{"A": 1, "B": 2})
+	var answer string
+	_ = resp.Decode(&answer)
+	fmt.Println(answer, err)
+
+	_, err = cl.Request(ctx, "not an object")
+	var re *wsactor.RemoteError
+	fmt.Println(errors.As(err, &re), re.Code)
+	// Output:
+	// gopher: 3 <nil>
+	// true bad_request
+}
+
+// A reply the connection refuses (over the message size limit) does not
+// leave the peer waiting for its timeout: it gets a reply_failed error, and
+// the error hook hears of it.
+func TestRefusedReplyBecomesAnErrorReply(t *testing.T) {
+	hooked := make(chan error, 4)
+	_, url := startServer(t,
+		wsactor.WithMaxMessageSize(256),
+		wsactor.WithErrorHook(func(_ *wsactor.Conn, err error) { hooked <- err }),
+		wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+			return strings.Repeat("x", 400), nil
+		}))
+	cl := dial(t, url)
+	_, err := cl.Request(ctxWait(t), 1)
+	var re *wsactor.RemoteError
+	if !errors.As(err, &re) || re.Code != wsactor.CodeReplyFailed {
+		t.Fatalf("Request: %v, want a %s error reply", err, wsactor.CodeReplyFailed)
+	}
+	if err := recv(t, hooked, "error hook"); !errors.Is(err, wsactor.ErrReplyNotSent) || !errors.Is(err, wsactor.ErrTooLarge) {
+		t.Fatalf("hook got %v", err)
+	}
+}
+
+// hijackRW is a ResponseWriter whose Hijack waits for a signal, holding an
+// upgrade in progress.
+type hijackRW struct {
+	http.ResponseWriter
+	entered, release chan struct{}
+	conn             net.Conn
+}
+
+func (h *hijackRW) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	close(h.entered)
+	<-h.release
+	return h.conn, bufio.NewReadWriter(bufio.NewReader(h.conn), bufio.NewWriter(h.conn)), nil
+}
+
+// An upgrade in progress when Shutdown starts is finished and then shut
+// down before Shutdown returns: no hook or goroutine outlives Shutdown.
+func TestUpgradeInProgressDuringShutdown(t *testing.T) {
+	var shutdownReturned atomic.Bool
+	hookAfter := make(chan bool, 2)
+	srv, err := wsactor.NewServer(
+		wsactor.WithConnectHook(func(c *wsactor.Conn) { hookAfter <- shutdownReturned.Load() }),
+		wsactor.WithDisconnectHook(func(c *wsactor.Conn, err error) { hookAfter <- shutdownReturned.Load() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, sconn := net.Pipe()
+	defer cli.Close()
+	go func() { _, _ = io.Copy(io.Discard, cli) }() // the client side reads whatever comes
+	upgrade := func() *http.Request {
+		r := httptest.NewRequest("GET", "http://127.0.0.1/primus", nil)
+		r.Header.Set("Upgrade", "websocket")
+		r.Header.Set("Connection", "Upgrade")
+		r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		r.Header.Set("Sec-WebSocket-Version", "13")
+		return r
+	}
+	w := &hijackRW{ResponseWriter: httptest.NewRecorder(), entered: make(chan struct{}), release: make(chan struct{}), conn: sconn}
+	served := make(chan struct{})
+	go func() { srv.ServeHTTP(w, upgrade()); close(served) }()
+	<-w.entered
+
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctxWait(t)) }()
+	// Wait until Shutdown has begun: new upgrades are refused with 503.
+	for {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, upgrade())
+		if rec.Code == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	close(w.release)
+	if err := recv(t, shut, "Shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	shutdownReturned.Store(true)
+	<-served
+	for range 2 {
+		if after := recv(t, hookAfter, "hook"); after {
+			t.Fatal("a hook ran after Shutdown returned")
+		}
+	}
+}

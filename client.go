@@ -199,8 +199,8 @@ func (cl *Client) current() (*Conn, error) {
 }
 
 // Request asks the server and waits for the reply, like [Conn.Request]. While
-// the client is reconnecting it first waits for the connection (within
-// ctx and the request timeout's budget of ctx).
+// the client is reconnecting it first waits for the connection, for as long
+// as ctx allows (give ctx a deadline), then the request timeout applies.
 func (cl *Client) Request(ctx context.Context, v any) (Response, error) {
 	c, err := cl.Conn(ctx)
 	if err != nil {

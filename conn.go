@@ -214,9 +214,10 @@ func (c *Conn) Send(v any) error {
 }
 
 // Close ends the connection on purpose: pending requests fail with
-// [ErrClosed] and the peer is told not to reconnect ("primus::server::close"
-// from a server; a normal close from a client). It does not wait; see
-// [Conn.Done].
+// [ErrClosed]. On a server the peer is told not to reconnect
+// ("primus::server::close"). On a [Client]'s connection it ends this
+// session only: the client reconnects (use [Client.Close] to stop it). It
+// does not wait; see [Conn.Done].
 func (c *Conn) Close() error {
 	c.a.Stop(ErrClosed, 0, "")
 	if c.wc.Role() == conn.Server {

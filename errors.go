@@ -77,6 +77,7 @@ var (
 	ErrUnknownReply = actor.ErrUnknownReply     // a reply to an id this side never issued
 	ErrDuplicateID  = actor.ErrDuplicateRequest // the peer reused the id of a request still in progress
 	ErrHandlerPanic = actor.ErrHandlerPanic     // user code panicked: the actor restarts
+	ErrReplyNotSent = actor.ErrReplyNotSent     // a handler's reply was refused (too large, slow reader); the peer got a reply_failed error
 	errBadOption    = errors.New("wsactor: bad option")
 )
 
@@ -91,4 +92,5 @@ const (
 	CodeDuplicateID = actor.CodeDuplicateID
 	CodeBadRequest  = actor.CodeBadRequest
 	CodeEncode      = actor.CodeEncode
+	CodeReplyFailed = actor.CodeReplyFailed
 )

@@ -28,7 +28,9 @@ type RequestHandler func(ctx context.Context, c *Conn, req Request) (any, error)
 // MessageHandler receives a plain message (any JSON value that is not a
 // request or reply envelope). It runs on the connection's read goroutine, in
 // arrival order; while it runs no more frames are read from that
-// connection, so hand long work off. msg is a copy the handler may keep.
+// connection, so hand long work off, and never wait there for a reply on the
+// same connection (a Request made in it must run on another goroutine).
+// msg is a copy the handler may keep.
 type MessageHandler func(c *Conn, msg json.RawMessage)
 
 // Request is a request from the peer.
@@ -193,7 +195,9 @@ func WithMessageHandler(h MessageHandler) Option {
 
 // WithConnectHook is called on the connection's read goroutine when a
 // connection opens (for a client: each time it connects), before any frame
-// is read. A panic in it is a failure of the connection's actor.
+// is read. A panic in it is a failure of the connection's actor. Nothing is
+// read while it runs, so a [Conn.Request] made in it can never get its
+// reply: ask from a goroutine of its own (go c.Request(…)).
 func WithConnectHook(fn func(c *Conn)) Option {
 	return Option{"WithConnectHook", both, func(o *options) { o.onConnect = fn }}
 }

@@ -30,15 +30,16 @@ type Server struct {
 	sh *shared
 	up *conn.Upgrader
 
-	mu       sync.Mutex
-	conns    map[*Conn]struct{}
-	closing  bool
-	beat     chan struct{} // closed to stop the heartbeat goroutine
-	beating  bool
-	wg       conc.WaitGroup // read loops and the heartbeat
-	shutOnce sync.Once
-	shutErr  error
-	stats    counters
+	mu        sync.Mutex
+	conns     map[*Conn]struct{}
+	closing   bool
+	upgrading sync.WaitGroup // ServeHTTP calls past the closing check
+	beat      chan struct{}  // closed to stop the heartbeat goroutine
+	beating   bool
+	wg        conc.WaitGroup // read loops and the heartbeat
+	shutOnce  sync.Once
+	shutErr   error
+	stats     counters
 }
 
 // NewServer validates the options once and returns a server. It starts no
@@ -93,12 +94,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	closing := s.closing
+	if !closing {
+		s.upgrading.Add(1) // Shutdown waits for this upgrade to finish
+	}
 	s.mu.Unlock()
 	if closing {
 		s.stats.refused.Add(1)
 		httpError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
+	defer s.upgrading.Done()
 
 	c := newConn(s.sh)
 	c.identity = identity
@@ -114,13 +119,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		_ = wc.Close(1001, "server shutting down")
-		s.wg.Go(wc.Serve)
-		return
-	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = struct{}{} // Shutdown collects it after this upgrade
 	s.startHeartbeatLocked()
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
@@ -222,7 +221,10 @@ func (s *Server) Conns() []*Conn {
 // the rest with [ErrShutdown] and closes every connection with 1001 (clients
 // reconnect elsewhere). It returns when every connection, handler and
 // goroutine of the server has finished, with ctx's error if requests had to
-// be cut off. Request handlers must return when their ctx ends.
+// be cut off. Request handlers must return when their ctx ends. Do not call
+// Shutdown or Close from a request handler, hook or callback of this server
+// (it would wait for itself): start it on a goroutine of its own. A second
+// call waits for the first and returns its result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutOnce.Do(func() { s.shutErr = s.shutdown(ctx) })
 	return s.shutErr
@@ -242,6 +244,9 @@ func (s *Server) Close() error {
 func (s *Server) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	s.mu.Unlock()
+	s.upgrading.Wait() // upgrades already past the check register their conns
+	s.mu.Lock()
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -288,12 +293,14 @@ type Stats struct {
 	Closed   int64 // connections that ended
 
 	// This side's requests. Requests == Replied + RemoteErrors + TimedOut +
-	// Canceled + Failed + Pending at all times (exactly once).
+	// Canceled + Failed + Pending (exactly once), whenever no request is
+	// being registered or ended at the moment of the snapshot.
 	Requests, Replied, RemoteErrors, TimedOut, Canceled, Failed, Pending int64
 	LateReplies, UnknownReplies                                          int64
 
 	// The peer's requests.
 	Received, Answered, AnsweredError, Busy, CancelsReceived, DuplicateRequests, InProgress int64
+	RepliesNotSent                                                                          int64 // replies refused by the transport: too large, or the peer not reading
 
 	MessagesIn, MessagesOut int64
 	BadInput                int64 // everything reported to the error hook
@@ -324,6 +331,7 @@ func snapshot(st *counters, as *actor.Stats, open int) Stats {
 		CancelsReceived:   as.CancelsReceived.Load(),
 		DuplicateRequests: as.DuplicateRequests.Load(),
 		InProgress:        as.Inbound.Load(),
+		RepliesNotSent:    as.RepliesNotSent.Load(),
 		MessagesIn:        st.messagesIn.Load(),
 		MessagesOut:       st.messagesOut.Load(),
 		BadInput:          st.badInput.Load(),

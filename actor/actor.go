@@ -232,7 +232,7 @@ func (a *Actor) Go(ctx context.Context, data []byte, cb func(Reply, error)) erro
 }
 
 func (a *Actor) newCall(ctx context.Context, data []byte) *call {
-	c := &call{id: envelope.NewID(), timeout: a.cfg.requestTimeout, hidx: -1}
+	c := &call{id: envelope.NewID(), timeout: min(a.cfg.requestTimeout, maxTimeout), hidx: -1}
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < c.timeout {
 			c.timeout = max(d, time.Millisecond)
@@ -531,7 +531,10 @@ func (a *Actor) request(d *delivery) {
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		return
 	}
-	req := Incoming{ID: d.id, Data: d.data, Timeout: time.Duration(d.timeout) * time.Millisecond}
+	req := Incoming{ID: d.id, Data: d.data}
+	if d.timeout > 0 {
+		req.Timeout = time.Duration(min(d.timeout, maxTimeoutMs)) * time.Millisecond
+	}
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if req.Timeout > 0 {
@@ -579,6 +582,13 @@ func (a *Actor) endTask(t *task) {
 	a.checkDrained()
 }
 
+// maxTimeout bounds every timeout: longer ones (even from a peer's
+// "timeout") would overflow the deadline arithmetic.
+const (
+	maxTimeout   = 100 * 365 * 24 * time.Hour
+	maxTimeoutMs = int64(maxTimeout / time.Millisecond)
+)
+
 // quietResult marks a handler result that needs no reply.
 const quietResult = 1
 
@@ -593,10 +603,16 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 	if err == nil {
 		buf := getFrame()
 		*buf = envelope.AppendResponse(*buf, t.id, data)
-		if a.t.Write(*buf) == nil {
-			a.stats().Answered.Add(1)
-		}
+		werr := a.t.Write(*buf)
 		putFrame(buf)
+		if werr == nil {
+			a.stats().Answered.Add(1)
+			return
+		}
+		// Too large, or the peer reads too slowly: tell it with a (small)
+		// error reply rather than let it wait for its timeout.
+		a.badInput(fmt.Errorf("%w: %w", ErrReplyNotSent, werr))
+		a.replyError(t.id, CodeReplyFailed, werr.Error())
 		return
 	}
 	if errors.Is(err, ErrHandlerPanic) {
@@ -618,8 +634,10 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 func (a *Actor) replyError(id []byte, code, message string) {
 	buf := getFrame()
 	*buf = envelope.AppendErrorResponse(*buf, id, envelope.Error{Code: code, Message: message})
-	if a.t.Write(*buf) == nil {
+	if err := a.t.Write(*buf); err == nil {
 		a.stats().AnsweredError.Add(1)
+	} else {
+		a.stats().RepliesNotSent.Add(1)
 	}
 	putFrame(buf)
 }
@@ -646,7 +664,10 @@ func (a *Actor) restart(cause error) {
 	err := fmt.Errorf("%w: %w", ErrRestarted, cause)
 	a.failAll(err, true)
 	if a.cfg.onRestart != nil {
-		a.userCode(func() { a.cfg.onRestart(a, cause) })
+		// A panic in the restart hook is not escalated: it would restart
+		// the actor again, forever.
+		var pc panics.Catcher
+		pc.Try(func() { a.cfg.onRestart(a, cause) })
 	}
 }
 

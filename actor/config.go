@@ -43,9 +43,10 @@ type Reply struct {
 // Stats counts what actors did. One Stats may be shared by many actors (a
 // server shares one across its connections); all fields are atomic.
 //
-// Every request that reaches an actor ends in exactly one outcome, so at any
-// time Requests == Replied + RemoteErrors + TimedOut + Canceled + Failed +
-// Pending.
+// Every request that reaches an actor ends in exactly one outcome, so
+// Requests == Replied + RemoteErrors + TimedOut + Canceled + Failed +
+// Pending whenever no request is being registered or ended (the fields are
+// read one by one).
 type Stats struct {
 	Requests     atomic.Int64 // requests this side asked (reached the actor)
 	Replied      atomic.Int64 // answered with data
@@ -61,6 +62,7 @@ type Stats struct {
 	Received          atomic.Int64 // requests from the peer
 	Answered          atomic.Int64 // replies sent with data
 	AnsweredError     atomic.Int64 // error replies sent (handler errors, busy, shutdown, …)
+	RepliesNotSent    atomic.Int64 // replies the transport refused (the peer was gone or not reading)
 	HandlerPanics     atomic.Int64
 	Busy              atomic.Int64 // peer requests refused for lack of room
 	CancelsReceived   atomic.Int64

@@ -45,6 +45,11 @@ var (
 	// its requests still being handled; the copy is answered with
 	// [CodeDuplicateID].
 	ErrDuplicateRequest = errors.New("actor: duplicate request id from peer")
+	// ErrReplyNotSent is reported (to the bad-input hook) when the transport
+	// refused a handler's reply (too large, or the peer reads too slowly);
+	// the peer gets an error reply of code [CodeReplyFailed] instead, if
+	// that fits.
+	ErrReplyNotSent = errors.New("actor: reply not sent")
 	// ErrHandlerPanic wraps a panic raised by a request handler or callback.
 	ErrHandlerPanic = errors.New("actor: panic in user code")
 )
@@ -62,6 +67,7 @@ const (
 	CodeDuplicateID = "duplicate_id"   // the same id is already being handled
 	CodeBadRequest  = "bad_request"    // the handler could not use the request data
 	CodeEncode      = "encode_failure" // the handler's result could not be encoded
+	CodeReplyFailed = "reply_failed"   // the reply could not be sent (too large, or the peer reads too slowly)
 )
 
 type timeoutError struct{}

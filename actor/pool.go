@@ -67,8 +67,8 @@ func (p *Pool) TrySubmit(f func()) bool {
 		}
 		if p.running < p.max {
 			p.running++
+			p.wg.Go(func() { p.work(f) }) // under mu: Close's Wait cannot miss it
 			p.mu.Unlock()
-			p.wg.Go(func() { p.work(f) })
 			return true
 		}
 	}
@@ -151,7 +151,8 @@ func (p *Pool) Running() int {
 
 // Close refuses new tasks and waits until every accepted task has run and
 // every worker has exited. Tasks must end by themselves (actors cancel their
-// handlers' contexts when they stop). Close is idempotent.
+// handlers' contexts when they stop); a task that calls Close waits for
+// itself forever. Close is idempotent.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	if !p.closed {

@@ -258,11 +258,13 @@ func (m *Mailbox[T]) drain() {
 	for {
 		m.mu.Lock()
 		var batch []T
+		user := false
 		switch {
 		case len(m.sys) > 0:
 			batch, m.sys = m.sys, m.spare[:0]
 			m.sysN.Store(0)
 		case len(m.user) > 0:
+			user = true
 			batch, m.user = m.user, m.spare[:0]
 			if m.space != nil {
 				close(m.space)
@@ -283,8 +285,9 @@ func (m *Mailbox[T]) drain() {
 		m.mu.Unlock()
 
 		for i := range batch {
-			// System messages posted while a user batch runs go first.
-			if m.sysN.Load() > 0 {
+			// System messages posted while a user batch runs go first (not
+			// while a system batch runs: the lane stays FIFO).
+			if user && m.sysN.Load() > 0 {
 				m.drainSystem()
 			}
 			m.call(batch[i])

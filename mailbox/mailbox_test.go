@@ -333,6 +333,49 @@ func TestCloseIdleAndWakesWaiters(t *testing.T) {
 	waitClosed(t, m2.Stopped(), "Stopped")
 }
 
+// The system lane is FIFO too: a system message posted while a system batch
+// is being handled does not overtake the rest of that batch.
+func TestSystemLaneFIFO(t *testing.T) {
+	var got []string
+	release := make(chan struct{})
+	done := make(chan struct{})
+	var m *mailbox.Mailbox[string]
+	m, err := mailbox.New(func(v string) {
+		switch v {
+		case "block":
+			<-release
+		case "A":
+			_ = m.PostSystem("C") // posted after A and B: must come after B
+		case "C":
+			close(done)
+		}
+		got = append(got, v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Post("block")
+	_ = m.PostSystem("A")
+	_ = m.PostSystem("B")
+	close(release)
+	waitClosed(t, done, "C")
+	m.Close()
+	waitClosed(t, m.Stopped(), "stopped")
+	want := []string{"block", "A", "B", "C"}
+	if i, j := idx(got, "B"), idx(got, "C"); i < 0 || j < 0 || j < i {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+}
+
+func idx(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
 func ExampleMailbox() {
 	done := make(chan struct{})
 	total := 0 // owned by the handler alone: no lock needed
