@@ -86,6 +86,6 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 		return nil, resp, fmt.Errorf("conn: dial: handshake: %w", err)
 	}
 	c.ws = ws
-	c.nc.framed = true
+	c.nc.setFramed()
 	return c, resp, nil
 }

@@ -203,6 +203,7 @@ type Conn struct {
 
 	mu            sync.Mutex
 	pending       []*wbuf // framed chunks not yet taken by the flusher
+	lastEnqueue   int64   // when the last frame was queued (ns since epoch)
 	pendingBytes  int
 	pendingFrames int
 	spare         []*wbuf // the flusher's other chunk list, reused; nil when idle

@@ -68,6 +68,6 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 		return nil, fmt.Errorf("conn: upgrade: %w", err)
 	}
 	c.ws = ws
-	c.nc.framed = true
+	c.nc.setFramed()
 	return c, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -146,10 +147,68 @@ func (c *Conn) enqueue(op byte, p []byte, limit bool) error {
 		c.mu.Unlock()
 		return ErrWriteQueueFull
 	}
+	t := int64(time.Since(epoch))
+	quiet := t-c.lastEnqueue > int64(quietGap)
+	c.lastEnqueue = t
+	if quiet && !c.flushing && !c.final && len(c.pending) == 0 && c.nc.raw != nil && size <= chunkSize {
+		c.writeNow(op, p, masked, size) // unlocks c.mu
+		return nil
+	}
 	c.appendLocked(op, p, masked, size)
 	c.startFlusherLocked()
 	c.mu.Unlock()
 	return nil
+}
+
+// quietGap: a Write that comes this long after the previous one takes the
+// fast path (writeNow). Busier connections queue for the flusher, which
+// batches frames into one writev: measured on loopback with 64 requests in
+// flight on one connection, writing every frame at once cost 0.57× raw gws
+// throughput against 0.78× with batching, while 1,000 connections with one
+// request each gained from it (no flusher goroutine per reply).
+const quietGap = 100 * time.Microsecond
+
+var epoch = time.Now()
+
+// writeNow is the fast path of an idle connection: the caller writes the
+// frame to the socket itself, without waiting (a non-blocking write), so
+// that a reply on an idle connection needs no flusher goroutine. What the
+// socket does not take at once is queued for a flusher. Called with c.mu
+// held; returns with it released.
+func (c *Conn) writeNow(op byte, p []byte, masked bool, size int) {
+	c.flushing = true // the writer role: Writes meanwhile queue behind us
+	c.flushers.Add(1)
+	c.mu.Unlock()
+
+	var w *wbuf
+	if size <= smallChunkSize {
+		w = smallChunkPool.Get().(*wbuf)
+	} else {
+		w = chunkPool.Get().(*wbuf)
+	}
+	w.b = appendFrame(w.b, op, p, masked)
+	n, _ := c.nc.tryWrite(w.b) // an error shows again in the flusher's write
+
+	c.mu.Lock()
+	c.flushing = false
+	c.flushers.Done()
+	if n < len(w.b) {
+		// The rest goes first, before whatever was queued meanwhile.
+		rest := copy(w.b, w.b[n:])
+		w.b = w.b[:rest]
+		c.pending = append(c.pending, nil)
+		copy(c.pending[1:], c.pending)
+		c.pending[0] = w
+		c.pendingBytes += rest
+		c.pendingFrames++
+		c.queued += rest
+	} else {
+		putBuf(w)
+	}
+	if len(c.pending) > 0 || (c.closeWanted && !c.closeSent) {
+		c.startFlusherLocked()
+	}
+	c.mu.Unlock()
 }
 
 func (c *Conn) appendLocked(op byte, p []byte, masked bool, size int) {
@@ -310,7 +369,10 @@ type netConn struct {
 	net.Conn
 	owner   *Conn
 	timeout time.Duration
-	framed  bool // the handshake is done; set before the Conn is shared
+	framed  bool            // the handshake is done; set before the Conn is shared
+	raw     syscall.RawConn // for non-blocking writes; nil when not a plain socket (TLS)
+	try     tryState        // tryWrite's state, under wmu
+	tryFn   func(fd uintptr) bool
 	closed  atomic.Bool
 
 	wmu       sync.Mutex
@@ -383,6 +445,69 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 		n.werr = err
 	}
 	return err
+}
+
+// tryState is what tryWrite's callback works on: fields rather than a
+// closure, so that a write allocates nothing.
+type tryState struct {
+	b       []byte
+	written int
+	err     error
+}
+
+// setFramed marks the handshake done. Called before the Conn is shared.
+func (n *netConn) setFramed() {
+	n.framed = true
+	if sc, ok := n.Conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			n.raw = raw
+			n.tryFn = n.tryWriteFD
+		}
+	}
+}
+
+// tryWriteFD writes n.try.b to fd until it is written or the socket would
+// block. It never asks to wait for writability: the flusher does that.
+func (n *netConn) tryWriteFD(fd uintptr) bool {
+	t := &n.try
+	for t.written < len(t.b) {
+		m, e := syscall.Write(int(fd), t.b[t.written:])
+		if m > 0 {
+			t.written += m
+		}
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != nil {
+			if e != syscall.EAGAIN {
+				t.err = e
+			}
+			break
+		}
+	}
+	return true
+}
+
+// tryWrite writes as much of b as the socket takes now, without waiting: it
+// returns how much was written; what is left must be written by the
+// flusher. An error is a broken socket.
+func (n *netConn) tryWrite(b []byte) (int, error) {
+	n.wmu.Lock()
+	defer n.wmu.Unlock()
+	if err := n.usableLocked(); err != nil {
+		return 0, err
+	}
+	n.try = tryState{b: b}
+	err := n.raw.Write(n.tryFn)
+	written := n.try.written
+	if err == nil {
+		err = n.try.err
+	}
+	n.try = tryState{}
+	if err != nil {
+		n.werr = err
+	}
+	return written, err
 }
 
 func (n *netConn) usableLocked() error {
