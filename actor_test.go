@@ -270,7 +270,9 @@ func TestPanicRestartsOnlyThatConnection(t *testing.T) {
 	srv, url := startServer(t, wsactor.WithRequestHandler(arith),
 		wsactor.WithRestartIntensity(2, time.Minute),
 		wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }))
+	asked := make(chan struct{}, 1)
 	clientBlock := func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		asked <- struct{}{}
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
@@ -283,6 +285,7 @@ func TestPanicRestartsOnlyThatConnection(t *testing.T) {
 	// The server has a request pending on each connection.
 	pendingV := make(chan error, 1)
 	go func() { _, err := sv.Request(ctx, "wait"); pendingV <- err }()
+	recv(t, asked, "the server's request reached the victim") // so it is pending
 	pendingB := make(chan error, 1)
 	go func() {
 		r, err := sb.Request(ctx, op{Op: "add", A: 1, B: 1})
