@@ -132,7 +132,7 @@ func encodeData(v any) ([]byte, error) {
 		if v == nil {
 			return []byte("null"), nil
 		}
-		if !json.Valid(v) {
+		if !envelope.Valid(v) {
 			return nil, errors.New("wsactor: json.RawMessage is not valid JSON")
 		}
 		return v, nil
