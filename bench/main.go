@@ -1,0 +1,147 @@
+// Command bench measures wsactor side by side with raw gws echo (the
+// ceiling) and a naive request layer on gws, over loopback TCP; see
+// BENCHMARKS.md at the repository root for the figures and the commands
+// that made them.
+//
+//	go run ./bench                       # throughput, latency and CPU: all three, interleaved rounds
+//	go run ./bench -mem 10000            # idle memory per connection, server side
+//	go run ./bench -pending 1000000      # 1,000,000 pending requests expiring in one process
+//
+// Servers always run in child processes (this binary with -role server), one
+// per implementation, so that server CPU time and memory are measured alone
+// and no process holds more sockets than its fd limit allows; the driver is
+// the client. Rounds interleave the implementations (A,B,C, then B,C,A, …)
+// and the report gives medians over rounds, and ratios computed within each
+// round. Results are printed as a table (and Markdown with -md) and written
+// as JSON (-out).
+//
+// # Concurrency
+//
+// The driver runs one measurement at a time; package load owns the
+// goroutines of a measurement. A child process exits when its stdin closes,
+// so children never outlive the driver.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+type flags struct {
+	role string
+
+	// server and hold roles
+	impl       string
+	listen     string
+	url        string
+	conns      int
+	cpuprofile string
+	contention bool
+	memRate    int
+
+	// driver
+	impls     string
+	scenarios string
+	payloads  string
+	rounds    int
+	warmup    time.Duration
+	duration  time.Duration
+	manyConns int
+	inflight  int
+	out       string
+	md        bool
+	profile   string
+
+	mem          int
+	memImpls     string
+	memPerServer int
+	memRounds    int
+
+	pending        int
+	pendingTimeout time.Duration
+	pendingShared  bool
+	pendingWriteTO time.Duration
+}
+
+func main() {
+	var f flags
+	flag.StringVar(&f.role, "role", "driver", "driver, server (one implementation's server, a child process) or hold (holds idle connections, a child process)")
+	flag.StringVar(&f.impl, "impl", "wsactor", "server/hold roles: raw, naive, wsactor (or discard for a server)")
+	flag.StringVar(&f.listen, "listen", "127.0.0.1:0", "server role: address to listen on")
+	flag.StringVar(&f.url, "url", "", "hold role: the server's ws:// URL")
+	flag.IntVar(&f.conns, "conns", 1000, "hold role: connections to hold")
+	flag.StringVar(&f.cpuprofile, "cpuprofile", "", "server role: write a CPU profile of the whole process life to this file")
+	flag.IntVar(&f.memRate, "memprofilerate", 0, "server role: runtime.MemProfileRate (1 records every allocation; for /debug/pprof/heap)")
+	flag.BoolVar(&f.contention, "contention", false, "record mutex and block profiles (server children serve /debug/pprof/; with -profile the driver writes both sides' for the profiled round)")
+
+	flag.StringVar(&f.impls, "impls", "raw,naive,wsactor", "implementations to compare")
+	flag.StringVar(&f.scenarios, "scenarios", "seq,inflight,conns", "seq: 1 connection, 1 in flight; inflight: 1 connection, -inflight in flight; conns: -many connections, 1 in flight each")
+	flag.StringVar(&f.payloads, "payloads", "small,large", "payloads: small (~100 B), large (~4 KiB) or a size in bytes")
+	flag.IntVar(&f.rounds, "rounds", 5, "measured rounds (implementations interleaved in each)")
+	flag.DurationVar(&f.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each measurement")
+	flag.DurationVar(&f.duration, "duration", 2*time.Second, "measured window of each measurement")
+	flag.IntVar(&f.manyConns, "many", 1000, "connections of the conns scenario")
+	flag.IntVar(&f.inflight, "inflight", 64, "requests in flight of the inflight scenario")
+	flag.StringVar(&f.out, "out", "", "JSON results file (default bench/results.json, bench/mem.json or bench/pending.json)")
+	flag.BoolVar(&f.md, "md", false, "also print the tables as Markdown")
+	flag.StringVar(&f.profile, "profile", "", "after the rounds, run one more round with CPU profiles of server and client written to this directory")
+
+	flag.IntVar(&f.mem, "mem", 0, "measure idle server memory per connection at this many connections")
+	flag.StringVar(&f.memImpls, "mem-impls", "raw,wsactor", "implementations for -mem")
+	flag.IntVar(&f.memPerServer, "mem-per-server", 15000, "-mem: connections per server process (an fd limit of 20,000 per process)")
+	flag.IntVar(&f.memRounds, "mem-rounds", 2, "-mem: rounds (implementations interleaved)")
+
+	flag.IntVar(&f.pending, "pending", 0, "measure this many pending wsactor requests expiring in one process")
+	flag.DurationVar(&f.pendingTimeout, "pending-timeout", 20*time.Second, "-pending: the request timeout")
+	flag.BoolVar(&f.pendingShared, "pending-shared-deadline", false, "-pending: give every request the same ctx with one deadline (instead of the request timeout), so that all expire at once")
+	flag.DurationVar(&f.pendingWriteTO, "pending-write-timeout", 0, "-pending: the client's WithWriteTimeout (0: the library's default)")
+	flag.Parse()
+
+	var err error
+	switch f.role {
+	case "server":
+		err = serveRole(f)
+	case "hold":
+		err = holdRole(f)
+	case "driver":
+		switch {
+		case f.mem > 0:
+			err = memMode(f)
+		case f.pending > 0:
+			err = pendingMode(f)
+		default:
+			err = throughputMode(f)
+		}
+	default:
+		err = fmt.Errorf("unknown -role %q", f.role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// outPath is the JSON file to write: -out, or bench/<name> when run from
+// the repository root, or <name>.
+func outPath(f flags, name string) string {
+	if f.out != "" {
+		return f.out
+	}
+	if st, err := os.Stat("bench"); err == nil && st.IsDir() {
+		return "bench/" + name
+	}
+	return name
+}
