@@ -756,3 +756,39 @@ func TestDialWSS(t *testing.T) {
 		t.Fatalf("Dial wss: %v, want a certificate error", err)
 	}
 }
+
+// A connection that once used the batched (deadline-bounded) write path and
+// then stays quiet for longer than WriteTimeout still writes: the deadline
+// of the old batch must not fail the next direct write.
+func TestQuietWriteAfterStaleDeadline(t *testing.T) {
+	rec := newRecorder()
+	const timeout = 100 * time.Millisecond
+	s := startServer(t, conn.Options{WriteTimeout: timeout}, rec)
+	peer := rawHandshake(t, s.url)
+	c := s.accept(t)
+	// A burst: back-to-back Writes go through the flusher's batched write.
+	const burst = 64
+	for range burst {
+		if err := c.Write([]byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := io.ReadFull(peer, make([]byte, 3*burst)); err != nil {
+		t.Fatal(err)
+	}
+	// Stay quiet past the batch's write deadline (this waits for wall-clock
+	// time on purpose: the deadline is what is under test).
+	<-time.After(3 * timeout)
+	if err := c.Write([]byte(`2`)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 3)
+	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "\x81\x012" {
+		t.Fatalf("after a quiet spell the peer read %q, %v", got, err)
+	}
+	select {
+	case err := <-rec.closed:
+		t.Fatalf("the connection closed: %v", err)
+	default:
+	}
+}

@@ -443,8 +443,12 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 	}
 	if err != nil {
 		n.werr = err
+		return err
 	}
-	return err
+	// Clear the deadline: tryWrite's raw write checks it too, and a quiet
+	// connection must not fail its next write on a stale deadline.
+	_ = n.Conn.SetWriteDeadline(time.Time{})
+	return nil
 }
 
 // tryState is what tryWrite's callback works on: fields rather than a
@@ -528,8 +532,10 @@ func (n *netConn) writeLocked(b []byte) (int, error) {
 	m, err := n.Conn.Write(b)
 	if err != nil {
 		n.werr = err
+		return m, err
 	}
-	return m, err
+	_ = n.Conn.SetWriteDeadline(time.Time{}) // see writeBatch
+	return m, nil
 }
 
 // Close closes the socket; it may be called more than once.
