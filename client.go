@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/sourcegraph/conc"
+	"github.com/wsactor/wsactor/actor"
 	"github.com/wsactor/wsactor/conn"
 	"github.com/wsactor/wsactor/supervisor"
 )
@@ -173,16 +174,9 @@ func (cl *Client) Conn(ctx context.Context) (*Conn, error) {
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return nil, ctxErr(ctx)
+			return nil, actor.CtxError(ctx)
 		}
 	}
-}
-
-func ctxErr(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return ErrTimeout
-	}
-	return fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
 }
 
 // current returns the connection now, or an error without waiting.

@@ -177,7 +177,7 @@ func (a *Actor) closedErr() error {
 // the same actor.
 func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	if ctx.Err() != nil {
-		return Reply{}, ctxError(ctx)
+		return Reply{}, CtxError(ctx)
 	}
 	c := a.newCall(ctx, data)
 	c.ch = make(chan result, 1)
@@ -186,14 +186,14 @@ func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 		if errors.Is(err, mailbox.ErrClosed) {
 			return Reply{}, a.closedErr()
 		}
-		return Reply{}, ctxError(ctx)
+		return Reply{}, CtxError(ctx)
 	}
 	select {
 	case r := <-c.ch:
 		return r.reply, r.err
 	case <-ctx.Done():
 		// The loop decides: the reply may have won the race.
-		_ = a.mb.PostSystem(msg{op: opCancel, call: c, err: ctxError(ctx)})
+		_ = a.mb.PostSystem(msg{op: opCancel, call: c, err: CtxError(ctx)})
 		r := <-c.ch
 		return r.reply, r.err
 	}
@@ -209,13 +209,13 @@ func (a *Actor) Go(ctx context.Context, data []byte, cb func(Reply, error)) erro
 		return errors.New("actor: Go needs a callback")
 	}
 	if ctx.Err() != nil {
-		return ctxError(ctx)
+		return CtxError(ctx)
 	}
 	c := a.newCall(ctx, data)
 	c.cb = cb
 	if ctx.Done() != nil {
 		c.stopCtx = context.AfterFunc(ctx, func() {
-			_ = a.mb.PostSystem(msg{op: opCancel, call: c, err: ctxError(ctx)})
+			_ = a.mb.PostSystem(msg{op: opCancel, call: c, err: CtxError(ctx)})
 		})
 	}
 	if err := a.mb.Post(msg{op: opRegister, call: c}); err != nil {

@@ -93,8 +93,10 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("remote error %s: %s", e.Code, e.Message)
 }
 
-// ctxError maps the end of a caller's context to the request's outcome.
-func ctxError(ctx context.Context) error {
+// CtxError maps the end of a caller's context to a request's outcome:
+// [ErrTimeout] for a passed deadline, else [ErrCanceled] wrapping the
+// context's cause.
+func CtxError(ctx context.Context) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return ErrTimeout
 	}

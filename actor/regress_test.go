@@ -240,7 +240,8 @@ func (c dlCtx) Deadline() (time.Time, bool) { return c.dl, true }
 
 func TestHeapTimeouts(t *testing.T) {
 	st := new(actor.Stats)
-	cfg := newConfig(t, actor.WithStats(st), actor.WithRequestTimeout(time.Second))
+	// Room for all of them: Go never waits for the mailbox.
+	cfg := newConfig(t, actor.WithStats(st), actor.WithRequestTimeout(time.Second), actor.WithMailboxCapacity(4096))
 	p := newPair(t, cfg, nil)
 	const n = 3000
 	var wg sync.WaitGroup

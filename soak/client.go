@@ -314,30 +314,7 @@ func (f *fleet) badKindsSnapshot() map[string]int64 {
 
 // handle answers the server's requests.
 func (f *fleet) handle(ctx context.Context, req wsactor.Request) (any, error) {
-	var m reqMsg
-	if err := req.Decode(&m); err != nil || m.N == 0 {
-		return nil, &wsactor.RemoteError{Code: wsactor.CodeBadRequest, Message: "soak: not a soak request"}
-	}
-	if checksum(m.P) != m.C {
-		f.chk.fail("corrupt", "client received request %d (%s) with a payload that fails its checksum", m.N, m.Op)
-	}
-	switch m.Op {
-	case opEcho:
-	case opSlow:
-		if !sleepCtx(ctx, time.Duration(m.MS)*time.Millisecond) {
-			return nil, ctx.Err()
-		}
-	case opStall:
-		<-ctx.Done()
-		return nil, ctx.Err()
-	case opPanic:
-		panic("soak: chaos: client request handler panic")
-	case opError:
-		return nil, &wsactor.RemoteError{Code: codeSoak, Message: "soak: asked for an error"}
-	default:
-		return nil, &wsactor.RemoteError{Code: wsactor.CodeBadRequest, Message: "soak: unknown op " + m.Op}
-	}
-	return replyMsg{N: m.N, C: m.C, P: m.P}, nil
+	return answer(ctx, req, f.chk, "client", nil)
 }
 
 // onMessage receives the server's plain messages. At the first message of

@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/wsactor/wsactor"
 )
 
 // What the soak sends. Every request carries a nonce unique in the issuing
@@ -123,4 +125,36 @@ func decodeReply(data json.RawMessage, nonce uint64, crc uint32) string {
 		return "reply payload is corrupt (checksum mismatch)"
 	}
 	return ""
+}
+
+// answer is the request handling both sides share: it decodes and checks
+// the request and runs the ops every side knows; extra (may be nil) runs the
+// side's own ops and reports false for an op it does not know either.
+func answer(ctx context.Context, req wsactor.Request, chk *checker, side string, extra func(reqMsg) bool) (any, error) {
+	var m reqMsg
+	if err := req.Decode(&m); err != nil || m.N == 0 {
+		return nil, &wsactor.RemoteError{Code: wsactor.CodeBadRequest, Message: "soak: not a soak request"}
+	}
+	if checksum(m.P) != m.C {
+		chk.fail("corrupt", "%s received request %d (%s) with a payload that fails its checksum", side, m.N, m.Op)
+	}
+	switch m.Op {
+	case opEcho:
+	case opSlow:
+		if !sleepCtx(ctx, time.Duration(m.MS)*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	case opStall:
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case opPanic:
+		panic("soak: chaos: " + side + " request handler panic")
+	case opError:
+		return nil, &wsactor.RemoteError{Code: codeSoak, Message: "soak: asked for an error"}
+	default:
+		if extra == nil || !extra(m) {
+			return nil, &wsactor.RemoteError{Code: wsactor.CodeBadRequest, Message: "soak: unknown op " + m.Op}
+		}
+	}
+	return replyMsg{N: m.N, C: m.C, P: m.P}, nil
 }

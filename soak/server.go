@@ -191,45 +191,28 @@ func (s *serverSide) badKindsSnapshot() map[string]int64 {
 
 // handle answers a client's request as its op says.
 func (s *serverSide) handle(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
-	var m reqMsg
-	if err := req.Decode(&m); err != nil || m.N == 0 {
-		return nil, &wsactor.RemoteError{Code: wsactor.CodeBadRequest, Message: "soak: not a soak request"}
-	}
-	if checksum(m.P) != m.C {
-		s.chk.fail("corrupt", "server received request %d (%s) with a payload that fails its checksum", m.N, m.Op)
-	}
-	switch m.Op {
-	case opEcho:
-	case opSlow:
-		if !sleepCtx(ctx, time.Duration(m.MS)*time.Millisecond) {
-			return nil, ctx.Err()
+	return answer(ctx, req, s.chk, "server", func(m reqMsg) bool {
+		switch m.Op {
+		case opAsk:
+			s.issueOn(ctx, c, opEcho, 0, 0, 0, rand.New(rand.NewPCG(m.N, uint64(m.C))), false)
+		case opClose:
+			s.ends.Add(1)
+			_ = c.Close()
+		case opRst:
+			s.rst(c)
+		case opFlood:
+			s.flood(c, m.MS)
+		case opPrime:
+			r := rand.New(rand.NewPCG(m.N, uint64(m.C)))
+			if err := c.Send(plainMsg{M: 1, C: m.C, P: m.P}); err == nil {
+				s.msgsOut.Add(1)
+			}
+			s.issueOn(ctx, c, opEcho, 0, 0, 0, r, false)
+		default:
+			return false
 		}
-	case opStall:
-		<-ctx.Done()
-		return nil, ctx.Err()
-	case opPanic:
-		panic("soak: chaos: request handler panic")
-	case opError:
-		return nil, &wsactor.RemoteError{Code: codeSoak, Message: "soak: asked for an error"}
-	case opAsk:
-		s.issueOn(ctx, c, opEcho, 0, 0, 0, rand.New(rand.NewPCG(m.N, uint64(m.C))), false)
-	case opClose:
-		s.ends.Add(1)
-		_ = c.Close()
-	case opRst:
-		s.rst(c)
-	case opFlood:
-		s.flood(c, m.MS)
-	case opPrime:
-		r := rand.New(rand.NewPCG(m.N, uint64(m.C)))
-		if err := c.Send(plainMsg{M: 1, C: m.C, P: m.P}); err == nil {
-			s.msgsOut.Add(1)
-		}
-		s.issueOn(ctx, c, opEcho, 0, 0, 0, r, false)
-	default:
-		return nil, &wsactor.RemoteError{Code: wsactor.CodeBadRequest, Message: "soak: unknown op " + m.Op}
-	}
-	return replyMsg{N: m.N, C: m.C, P: m.P}, nil
+		return true
+	})
 }
 
 // onMessage receives a client's plain message.
