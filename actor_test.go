@@ -910,3 +910,38 @@ func TestUpgradeInProgressDuringShutdown(t *testing.T) {
 		}
 	}
 }
+
+// A handler's json.RawMessage result is checked before it is sent, unless it
+// is the request's own Data (validated by the decoder): a slice of it, or
+// bytes elsewhere, are checked like any other.
+func TestRawMessageResultValidation(t *testing.T) {
+	_, url := startServer(t, wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		switch string(req.Data[1 : len(req.Data)-1]) {
+		case `"echo"`:
+			return req.Data, nil
+		case `"slice"`:
+			return req.Data[1:], nil // `"slice"]`: not JSON on its own
+		default:
+			return json.RawMessage(`{"bad"`), nil
+		}
+	}))
+	cl := dial(t, url)
+	ctx := ctxWait(t)
+	for _, tc := range []struct {
+		mode string
+		ok   bool
+	}{{`"echo"`, true}, {`"slice"`, false}, {`"other"`, false}} {
+		data := json.RawMessage(`[` + tc.mode + `]`)
+		r, err := cl.Request(ctx, data)
+		if tc.ok {
+			if err != nil || string(r.Data) != string(data) {
+				t.Fatalf("%s: got %s, %v; want the request echoed", tc.mode, r.Data, err)
+			}
+			continue
+		}
+		var re *wsactor.RemoteError
+		if !errors.As(err, &re) || re.Code != wsactor.CodeEncode {
+			t.Fatalf("%s: got %s, %v; want a RemoteError of code %q", tc.mode, r.Data, err, wsactor.CodeEncode)
+		}
+	}
+}

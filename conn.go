@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/sourcegraph/conc/panics"
 	"github.com/wsactor/wsactor/actor"
@@ -105,11 +106,26 @@ func (sh *shared) handle(ctx context.Context, a *actor.Actor, in actor.Incoming)
 	if err != nil {
 		return nil, err
 	}
+	if raw, ok := v.(json.RawMessage); ok && within(raw, in.Data) {
+		// An echo, or a part of the request passed on: the decoder
+		// validated these bytes already; a second scan would double the
+		// cost of a large payload.
+		return raw, nil
+	}
 	data, err := encodeData(v)
 	if err != nil {
 		return nil, &RemoteError{Code: CodeEncode, Message: err.Error()}
 	}
 	return data, nil
+}
+
+// within reports whether b is a non-empty slice lying entirely inside
+// outer. Only the exact value of outer, a JSON value the decoder validated,
+// is treated as valid by the caller: a sub-slice of it need not be valid
+// JSON on its own, so within accepts only b == outer (same start, same
+// length).
+func within(b, outer []byte) bool {
+	return len(b) > 0 && len(b) == len(outer) && unsafe.SliceData(b) == unsafe.SliceData(outer)
 }
 
 func (sh *shared) badInput(c *Conn, err error) {
