@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/sourcegraph/conc/panics"
 	"github.com/wsactor/wsactor/envelope"
@@ -32,8 +34,8 @@ type Actor struct {
 	stopErr  atomic.Pointer[error]
 
 	// Owned by the loop.
-	pending   map[envelope.ID]*call
-	inbound   map[string]*task
+	pending   slots[envelope.ID, *call]
+	inbound   slots[string, *task] // by task.key
 	stopped   bool
 	draining  bool
 	drained   []chan struct{} // Drain callers waiting for nothing in flight
@@ -57,23 +59,49 @@ const (
 )
 
 type msg struct {
-	op   op
-	call *call
-	in   *delivery
-	task *task
-	data []byte
-	err  error
-	ch   chan struct{}
-	code uint16
+	op    op
+	kind  envelope.Kind // opInbound: the envelope's kind
+	code  uint16        // opStop: close code; opResult: quietResult; opInbound: inHasData
+	idLen uint32        // opInbound: data[:idLen] is the id
+	call  *call
+	task  *task
+	data  []byte
+	err   error // opInbound: a *RemoteError for an error reply
+	ch    chan struct{}
+	// opInbound: the request's timeout in ms. The envelope's fields travel
+	// in msg by value so that Deliver makes one allocation, the buffer.
+	timeout int64
 }
 
-// delivery is an envelope from the peer, copied out of the read buffer.
+// inHasData in an opInbound msg's code: the envelope has "data".
+const inHasData = 1
+
+// delivery is an envelope from the peer as the loop reads it out of an
+// opInbound msg. Its slices alias the buffer Deliver copied the envelope
+// into: id, then data, then (requests only) the id again for key, which no
+// slice given to user code reaches.
 type delivery struct {
 	kind    envelope.Kind
 	id      []byte
-	data    []byte
-	rerr    *envelope.Error
+	data    []byte // nil when the peer left "data" out
+	key     string // requests: the id as the inbound map key; nothing writes it
+	rerr    error  // a *RemoteError when the peer answered with an error
 	timeout int64
+}
+
+func (m *msg) delivery() delivery {
+	nid := int(m.idLen)
+	d := delivery{kind: m.kind, id: m.data[:nid:nid], rerr: m.err, timeout: m.timeout}
+	end := len(m.data)
+	if m.kind == envelope.KindRequest {
+		end -= nid
+		k := m.data[end:]
+		d.key = unsafe.String(unsafe.SliceData(k), len(k))
+	}
+	if m.code == inHasData {
+		d.data = m.data[nid:end:end]
+	}
+	return d
 }
 
 type callState uint8
@@ -101,12 +129,6 @@ type call struct {
 type result struct {
 	reply Reply
 	err   error
-}
-
-// task is a peer request being handled.
-type task struct {
-	id     []byte
-	cancel context.CancelFunc
 }
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -254,19 +276,28 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 	default:
 		return fmt.Errorf("actor: Deliver of a %v envelope", env.Kind)
 	}
-	d := &delivery{kind: env.Kind, timeout: env.Timeout}
-	buf := make([]byte, len(env.ID)+len(env.Data))
-	n := copy(buf, env.ID)
-	d.id = buf[:n:n]
+	nid, nd := len(env.ID), len(env.Data)
+	if uint64(nid) > math.MaxUint32 {
+		return fmt.Errorf("actor: Deliver of an id of %d bytes", nid)
+	}
+	size := nid + nd
+	if env.Kind == envelope.KindRequest {
+		size += nid // the key's own copy
+	}
+	buf := make([]byte, size)
+	copy(buf, env.ID)
+	copy(buf[nid:], env.Data)
+	if env.Kind == envelope.KindRequest {
+		copy(buf[nid+nd:], env.ID)
+	}
+	m := msg{op: opInbound, kind: env.Kind, idLen: uint32(nid), data: buf, timeout: env.Timeout}
 	if env.Data != nil {
-		d.data = buf[n:]
-		copy(d.data, env.Data)
+		m.code = inHasData
 	}
 	if env.Err != nil {
-		e := *env.Err
-		d.rerr = &e
+		m.err = &RemoteError{Code: env.Err.Code, Message: env.Err.Message}
 	}
-	if err := a.mb.PostWait(context.Background(), msg{op: opInbound, in: d}); err != nil {
+	if err := a.mb.PostWait(context.Background(), m); err != nil {
 		return ErrClosed
 	}
 	return nil
@@ -328,7 +359,8 @@ func (a *Actor) handle(m msg) {
 	case opRegister:
 		a.register(m.call)
 	case opInbound:
-		a.inboundEnvelope(m.in)
+		d := m.delivery()
+		a.inboundEnvelope(&d)
 	case opTick:
 		a.expire()
 	case opCancel:
@@ -380,7 +412,7 @@ func (a *Actor) register(c *call) {
 		err = a.closedErr()
 	case a.draining:
 		err = ErrShutdown
-	case len(a.pending) >= a.cfg.maxPending:
+	case a.pending.len() >= a.cfg.maxPending:
 		err = ErrTooManyPending
 	}
 	if err == nil {
@@ -395,10 +427,7 @@ func (a *Actor) register(c *call) {
 		a.complete(c, Reply{}, err)
 		return
 	}
-	if a.pending == nil {
-		a.pending = make(map[envelope.ID]*call)
-	}
-	a.pending[c.id] = c
+	a.pending.put(c.id, c)
 	c.state = stPending
 	a.pendingN.Add(1)
 	c.deadline = now() + int64(c.timeout)
@@ -419,10 +448,15 @@ func (a *Actor) giveUp(c *call, err error) {
 
 // finish ends a pending call.
 func (a *Actor) finish(c *call, r Reply, err error) {
-	delete(a.pending, c.id)
-	a.pendingN.Add(-1)
+	a.unpend(c)
 	a.complete(c, r, err)
 	a.checkDrained()
+}
+
+// unpend takes c out of the pending set.
+func (a *Actor) unpend(c *call) {
+	a.pending.del(c.id)
+	a.pendingN.Add(-1)
 }
 
 // complete delivers the outcome of c exactly once.
@@ -437,11 +471,10 @@ func (a *Actor) complete(c *call, r Reply, err error) {
 	}
 	s := a.stats()
 	s.Pending.Add(-1)
-	var re *RemoteError
 	switch {
 	case err == nil:
 		s.Replied.Add(1)
-	case errors.As(err, &re):
+	case isRemote(err):
 		s.RemoteErrors.Add(1)
 	case errors.Is(err, ErrTimeout):
 		s.TimedOut.Add(1)
@@ -457,16 +490,27 @@ func (a *Actor) complete(c *call, r Reply, err error) {
 	a.userCode(func() { c.cb(r, err) })
 }
 
+// isRemote reports whether err is a [*RemoteError]. (A function of its own:
+// its target escapes, and only failures should pay for that.)
+func isRemote(err error) bool {
+	var re *RemoteError
+	return errors.As(err, &re)
+}
+
 // userCode runs fn on the loop; a panic in it becomes a failure of the actor.
+// (A deferred recover rather than a panics.Catcher, which escapes to the
+// heap: this runs for every callback of [Actor.Go].)
 func (a *Actor) userCode(fn func()) {
-	var pc panics.Catcher
-	pc.Try(fn)
-	if r := pc.Recovered(); r != nil {
-		a.stats().HandlerPanics.Add(1)
-		if a.failure == nil {
-			a.failure = fmt.Errorf("%w: %w", ErrHandlerPanic, r.AsError())
+	defer func() {
+		if r := recover(); r != nil {
+			rp := panics.NewRecovered(1, r)
+			a.stats().HandlerPanics.Add(1)
+			if a.failure == nil {
+				a.failure = fmt.Errorf("%w: %w", ErrHandlerPanic, rp.AsError())
+			}
 		}
-	}
+	}()
+	fn()
 }
 
 func (a *Actor) badInput(err error) {
@@ -484,21 +528,21 @@ func (a *Actor) inboundEnvelope(d *delivery) {
 			a.badInput(fmt.Errorf("%w: %s", ErrUnknownReply, clip(d.id)))
 			return
 		}
-		c := a.pending[id]
+		c, _ := a.pending.get(id)
 		if c == nil {
 			a.stats().LateReplies.Add(1)
 			a.badInput(fmt.Errorf("%w: %s", ErrLateReply, clip(d.id)))
 			return
 		}
 		if d.rerr != nil {
-			a.finish(c, Reply{}, &RemoteError{Code: d.rerr.Code, Message: d.rerr.Message})
+			a.finish(c, Reply{}, d.rerr)
 			return
 		}
 		a.finish(c, Reply{Data: d.data}, nil)
 	case envelope.KindRequest:
 		a.request(d)
 	case envelope.KindCancel:
-		if t := a.inbound[string(d.id)]; t != nil {
+		if t, _ := a.inbound.get(bstr(d.id)); t != nil {
 			a.stats().CancelsReceived.Add(1)
 			a.endTask(t)
 			t.cancel()
@@ -519,65 +563,77 @@ func (a *Actor) request(d *delivery) {
 		a.replyError(d.id, CodeShutdown, "shutting down")
 		return
 	}
-	key := string(d.id)
-	if _, dup := a.inbound[key]; dup {
+	key := d.key
+	if _, dup := a.inbound.get(key); dup {
 		s.DuplicateRequests.Add(1)
 		a.replyError(d.id, CodeDuplicateID, "a request with this id is in progress")
 		a.badInput(fmt.Errorf("%w: %s", ErrDuplicateRequest, clip(d.id)))
 		return
 	}
-	if len(a.inbound) >= a.cfg.maxInbound {
+	if a.inbound.len() >= a.cfg.maxInbound {
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		return
 	}
-	req := Incoming{ID: d.id, Data: d.data}
+	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key}
 	if d.timeout > 0 {
-		req.Timeout = time.Duration(min(d.timeout, maxTimeoutMs)) * time.Millisecond
+		t.req.Timeout = time.Duration(min(d.timeout, maxTimeoutMs)) * time.Millisecond
+		t.dl, t.hasDL = now()+int64(t.req.Timeout), true
 	}
-	var ctx context.Context
-	var cancel context.CancelFunc
-	if req.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(context.Background(), req.Timeout)
-	} else {
-		ctx, cancel = context.WithCancel(context.Background())
+	if a.cfg.inline {
+		// On the loop (WithInlineHandlers): in the inbound set while it
+		// runs, as on the pool, so that result and the stats see one path.
+		// Nothing else runs on this actor meanwhile: no cancel can arrive,
+		// only the deadline ends t early.
+		a.inbound.put(key, t)
+		s.Inbound.Add(1)
+		m := a.callHandler(t)
+		a.result(t, m.data, m.err, m.code == quietResult)
+		t.cancel()
+		return
 	}
-	t := &task{id: d.id, cancel: cancel}
-	if !a.cfg.pool.TrySubmit(func() { a.runTask(ctx, t, req) }) {
-		cancel()
+	if !a.cfg.pool.TrySubmit(t) {
+		t.cancel()
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "server busy")
 		return
 	}
-	if a.inbound == nil {
-		a.inbound = make(map[string]*task)
-	}
-	a.inbound[key] = t
+	a.inbound.put(key, t)
 	s.Inbound.Add(1)
 }
 
 // runTask runs on a pool worker.
-func (a *Actor) runTask(ctx context.Context, t *task, req Incoming) {
-	var data []byte
-	var err error
-	var pc panics.Catcher
-	pc.Try(func() { data, err = a.cfg.handler(ctx, a, req) })
-	m := msg{op: opResult, task: t, data: data, err: err}
-	if r := pc.Recovered(); r != nil {
-		m.data, m.err = nil, fmt.Errorf("%w: %w", ErrHandlerPanic, r.AsError())
-	} else if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		// The handler gave up because its ctx ended: the peer cancelled or
-		// its own timeout passed. It is not waiting for this error.
-		m.code = quietResult
-	}
+func (a *Actor) runTask(t *task) {
 	// Results are bounded by maxInbound, so the system lane is fine: the
 	// reply must not be refused for lack of room.
-	_ = a.mb.PostSystem(m)
+	_ = a.mb.PostSystem(a.callHandler(t))
 	t.cancel()
 }
 
+// callHandler runs the handler for t and returns its result as a message. A
+// panic in the handler becomes an error wrapping [ErrHandlerPanic].
+func (a *Actor) callHandler(t *task) (m msg) {
+	m.op, m.task = opResult, t
+	defer func() {
+		if r := recover(); r != nil {
+			rp := panics.NewRecovered(1, r)
+			m.data, m.err, m.code = nil, fmt.Errorf("%w: %w", ErrHandlerPanic, rp.AsError()), 0
+		}
+	}()
+	m.data, m.err = a.cfg.handler(t, a, t.req)
+	if m.err != nil {
+		if cerr := t.Err(); cerr != nil && errors.Is(m.err, cerr) {
+			// The handler gave up because its ctx ended: the peer
+			// cancelled or its own timeout passed. It is not waiting for
+			// this error.
+			m.code = quietResult
+		}
+	}
+	return m
+}
+
 func (a *Actor) endTask(t *task) {
-	delete(a.inbound, string(t.id))
+	a.inbound.del(t.key)
 	a.stats().Inbound.Add(-1)
 	a.checkDrained()
 }
@@ -593,7 +649,7 @@ const (
 const quietResult = 1
 
 func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
-	if a.inbound[string(t.id)] != t {
+	if cur, _ := a.inbound.get(t.key); cur != t {
 		return // cancelled, restarted or stopped meanwhile: its reply was sent already or is not wanted
 	}
 	a.endTask(t)
@@ -602,7 +658,7 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 	}
 	if err == nil {
 		buf := getFrame()
-		*buf = envelope.AppendResponse(*buf, t.id, data)
+		*buf = envelope.AppendResponse(*buf, t.id(), data)
 		werr := a.t.Write(*buf)
 		putFrame(buf)
 		if werr == nil {
@@ -612,12 +668,12 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 		// Too large, or the peer reads too slowly: tell it with a (small)
 		// error reply rather than let it wait for its timeout.
 		a.badInput(fmt.Errorf("%w: %w", ErrReplyNotSent, werr))
-		a.replyError(t.id, CodeReplyFailed, werr.Error())
+		a.replyError(t.id(), CodeReplyFailed, werr.Error())
 		return
 	}
 	if errors.Is(err, ErrHandlerPanic) {
 		a.stats().HandlerPanics.Add(1)
-		a.replyError(t.id, CodePanic, "the handler panicked")
+		a.replyError(t.id(), CodePanic, "the handler panicked")
 		if a.failure == nil {
 			a.failure = err
 		}
@@ -625,10 +681,10 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 	}
 	var re *RemoteError
 	if errors.As(err, &re) {
-		a.replyError(t.id, re.Code, re.Message)
+		a.replyError(t.id(), re.Code, re.Message)
 		return
 	}
-	a.replyError(t.id, CodeError, err.Error())
+	a.replyError(t.id(), CodeError, err.Error())
 }
 
 func (a *Actor) replyError(id []byte, code, message string) {
@@ -674,16 +730,15 @@ func (a *Actor) restart(cause error) {
 // failAll ends every pending call with err and every peer request in
 // progress (with an error reply when reply is set).
 func (a *Actor) failAll(err error, reply bool) {
-	for _, c := range a.pending {
-		delete(a.pending, c.id)
-		a.pendingN.Add(-1)
+	for c := range a.pending.all() {
+		a.unpend(c)
 		a.complete(c, Reply{}, err)
 	}
-	for _, t := range a.inbound {
+	for t := range a.inbound.all() {
 		a.endTask(t)
 		t.cancel()
 		if reply {
-			a.replyError(t.id, CodeRestarted, "the connection actor restarted")
+			a.replyError(t.id(), CodeRestarted, "the connection actor restarted")
 		}
 	}
 	a.checkDrained()
@@ -701,8 +756,8 @@ func (a *Actor) stop(cause error, code uint16, reason string) {
 	if code != 0 {
 		// We close the connection: tell the peer about its requests in
 		// progress before the close frame.
-		for _, t := range a.inbound {
-			a.replyError(t.id, CodeShutdown, "connection closing")
+		for t := range a.inbound.all() {
+			a.replyError(t.id(), CodeShutdown, "connection closing")
 		}
 	}
 	a.failAll(cause, false)
@@ -719,7 +774,7 @@ func (a *Actor) stop(cause error, code uint16, reason string) {
 }
 
 func (a *Actor) checkDrained() {
-	if a.draining && len(a.pending) == 0 && len(a.inbound) == 0 {
+	if a.draining && a.pending.len() == 0 && a.inbound.len() == 0 {
 		a.releaseDrained()
 	}
 }
@@ -744,6 +799,9 @@ func closeReason(err error) string {
 	}
 	return r
 }
+
+// bstr views b as a string, for a lookup that does not keep it.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 func clip(b []byte) string {
 	if len(b) > 64 {

@@ -2,10 +2,10 @@ package actor
 
 import (
 	"fmt"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/sourcegraph/conc"
 )
 
 // workerIdle is how long a worker with nothing to do waits for a task
@@ -13,6 +13,20 @@ import (
 // its stack) for every request under load; exiting keeps an idle pool free
 // of goroutines.
 const workerIdle = time.Second
+
+// Runner is a task for a [Pool]. A type with a Run method can be submitted
+// without allocating a closure; [RunFunc] adapts a plain function.
+type Runner interface{ Run() }
+
+// RunFunc adapts a function to [Runner].
+type RunFunc func()
+
+// Run calls f.
+func (f RunFunc) Run() { f() }
+
+// closedBit marks a closed pool in Pool.state; the bits below it count the
+// workers.
+const closedBit = uint64(1) << 63
 
 // Pool runs request handlers for many actors with bounded concurrency: at
 // most maxWorkers tasks run at once and at most queueSize more wait. A task
@@ -23,130 +37,232 @@ const workerIdle = time.Second
 // idle pool owns no goroutine. All methods may be called concurrently. The
 // zero value is not usable: use [NewPool].
 type Pool struct {
-	max, qcap int
-	handoff   chan func() // unbuffered: a send succeeds only if a worker is idle
-	quit      chan struct{}
+	max uint64
 
-	mu      sync.Mutex
-	running int
-	idle    int // workers waiting on handoff that no submitter has claimed
-	queue   []func()
-	head    int
-	closed  bool
+	// state counts the workers (goroutines started or about to be, busy or
+	// idle; at most max) in its low bits, plus closedBit. A submitter takes a
+	// slot with a compare-and-swap that also checks closedBit, so no worker
+	// starts once Close has set it. A worker gives its slot back only under
+	// mu, after finding the queue empty.
+	state atomic.Uint64
 
-	wg conc.WaitGroup
+	// handoff is unbuffered: a non-blocking send succeeds only if an idle
+	// worker waits on it, and fails without locking when none does.
+	handoff chan Runner
+
+	// queue holds accepted tasks when every worker is busy. It grows on
+	// demand (a channel of queueSize would cost 16 B × queueSize for every
+	// pool, and every Client has one). It is changed only under mu, and
+	// tasks are queued only while state counts a worker: a worker takes mu
+	// and finds the queue empty before it gives its slot back, so a queued
+	// task always has a worker that will run it. queued mirrors its length
+	// for lock-free checks; wake (buffered, one token) wakes an idle worker
+	// after a task was queued, and a worker that takes a task and leaves
+	// more behind passes the token on.
+	queue  []Runner
+	head   int
+	qcap   int
+	queued atomic.Int64
+	wake   chan struct{}
+	quit   chan struct{} // closed by Close: idle workers run what is queued and exit
+	mu     sync.Mutex
+
+	done chan struct{} // closed once the pool is closed and has no worker
+	wg   sync.WaitGroup
+
+	testExit func() // tests: called when a worker is about to exit
 }
 
 // NewPool returns a pool running at most maxWorkers tasks at once with room
 // for queueSize waiting tasks.
 func NewPool(maxWorkers, queueSize int) (*Pool, error) {
-	if maxWorkers < 1 || queueSize < 0 {
+	if maxWorkers < 1 || maxWorkers > math.MaxInt32 || queueSize < 0 {
 		return nil, fmt.Errorf("actor: pool of %d workers and a queue of %d: want workers >= 1, queue >= 0", maxWorkers, queueSize)
 	}
-	return &Pool{max: maxWorkers, qcap: queueSize, handoff: make(chan func()), quit: make(chan struct{})}, nil
+	return &Pool{
+		max:     uint64(maxWorkers),
+		handoff: make(chan Runner),
+		qcap:    queueSize,
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}, nil
 }
 
-// TrySubmit runs f on a worker, now or after the tasks queued before it. It
-// never blocks; it reports false when the pool is full or closed. f must not
-// panic: callers wrap user code (the actor does).
-func (p *Pool) TrySubmit(f func()) bool {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+// TrySubmit runs r on a worker, now or after the tasks queued before it. It
+// never blocks; it reports false when the pool is full or closed, or r is
+// nil. r must not panic: callers wrap user code (the actor does).
+//
+// A submit takes no lock unless every worker is busy: it hands r to an idle
+// worker if one waits, else starts a worker while there are fewer than
+// maxWorkers, else queues r under the pool's mutex.
+func (p *Pool) TrySubmit(r Runner) bool {
+	s := p.state.Load()
+	if s&closedBit != 0 || r == nil {
 		return false
 	}
-	if p.head == len(p.queue) {
-		// Nothing waits ahead of f: hand it to an idle worker if there is
-		// one. A claimed worker always receives (see work), so the send
-		// cannot block for long.
-		if p.idle > 0 {
-			p.idle--
-			p.mu.Unlock()
-			p.handoff <- f
+	select {
+	case p.handoff <- r:
+		return true
+	default:
+	}
+	for s&closedBit == 0 && s < p.max {
+		if p.state.CompareAndSwap(s, s+1) {
+			p.start(r)
 			return true
 		}
-		if p.running < p.max {
-			p.running++
-			p.wg.Go(func() { p.work(f) }) // under mu: Close's Wait cannot miss it
+		s = p.state.Load()
+	}
+	if s&closedBit != 0 || p.queued.Load() >= int64(p.qcap) {
+		return false // closed, or full: every worker busy and no room
+	}
+	return p.enqueue(r)
+}
+
+// start runs a worker for a slot the caller has taken in state. wg.Add
+// cannot race with Close's Wait: Close waits for done first, and done is
+// closed only after this worker gives its slot back.
+func (p *Pool) start(r Runner) {
+	p.wg.Add(1)
+	go p.work(r)
+}
+
+// enqueue queues r, or starts a worker for it if one has exited since
+// TrySubmit looked.
+func (p *Pool) enqueue(r Runner) bool {
+	p.mu.Lock()
+	// Under mu no worker gives its slot back, so if state counts one now
+	// that worker will find r in the queue before it exits.
+	for {
+		s := p.state.Load()
+		if s&closedBit != 0 {
 			p.mu.Unlock()
+			return false
+		}
+		if s < p.max {
+			if !p.state.CompareAndSwap(s, s+1) {
+				continue
+			}
+			p.mu.Unlock()
+			p.start(r)
 			return true
 		}
+		break
 	}
 	if len(p.queue)-p.head >= p.qcap {
 		p.mu.Unlock()
 		return false
 	}
-	p.queue = append(p.queue, f)
+	p.queue = append(p.queue, r)
+	p.queued.Add(1)
 	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default: // a token is pending already
+	}
 	return true
 }
 
-func (p *Pool) work(f func()) {
-	var idle *time.Timer
-	for {
-		f()
-		if f = p.next(); f != nil {
-			continue
-		}
-		if idle == nil {
-			idle = time.NewTimer(workerIdle)
-		} else {
-			idle.Reset(workerIdle)
-		}
-		select {
-		case f = <-p.handoff:
-			idle.Stop()
-			continue
-		case <-idle.C:
-		case <-p.quit:
-		}
-		p.mu.Lock()
-		if p.idle == 0 {
-			// Every idle worker, this one included, has been claimed by a
-			// submitter whose send is on its way: take one.
-			p.mu.Unlock()
-			f = <-p.handoff
-			continue
-		}
-		p.idle--
-		p.running--
-		p.mu.Unlock()
-		return
-	}
-}
-
-// next pops a queued task, or returns nil and counts the caller as idle.
-func (p *Pool) next() func() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// pop takes the oldest queued task, or returns nil. Called under mu.
+func (p *Pool) pop() Runner {
 	if p.head == len(p.queue) {
-		p.idle++
-		p.queue, p.head = p.queue[:0], 0
-		if cap(p.queue) > 1024 {
-			p.queue = nil
-		}
 		return nil
 	}
-	return p.pop()
-}
-
-func (p *Pool) pop() func() {
-	f := p.queue[p.head]
+	r := p.queue[p.head]
 	p.queue[p.head] = nil
 	p.head++
-	if p.head > 64 && p.head*2 > len(p.queue) {
+	p.queued.Add(-1)
+	if p.head == len(p.queue) {
+		p.queue, p.head = p.queue[:0], 0
+		if cap(p.queue) > 1024 {
+			p.queue = nil // a burst is over: do not keep its array
+		}
+	} else if p.head > 64 && p.head*2 > len(p.queue) {
 		n := copy(p.queue, p.queue[p.head:])
 		clear(p.queue[n:])
 		p.queue, p.head = p.queue[:n], 0
 	}
-	return f
+	return r
+}
+
+// take pops a queued task without waiting, passing the wake token on if
+// more are left for other idle workers.
+func (p *Pool) take() Runner {
+	p.mu.Lock()
+	r := p.pop()
+	more := p.head < len(p.queue)
+	p.mu.Unlock()
+	if more {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	return r
+}
+
+func (p *Pool) work(r Runner) {
+	defer p.wg.Done()
+	var idle *time.Timer
+	for r != nil {
+		r.Run()
+		r = p.next(&idle)
+	}
+}
+
+// next returns the worker's next task: a queued one, else one handed over
+// or queued within workerIdle. It returns nil once the worker has given its
+// slot back, after workerIdle without work or once Close was called and the
+// queue is empty.
+func (p *Pool) next(idle **time.Timer) Runner {
+	if p.queued.Load() > 0 {
+		if r := p.take(); r != nil {
+			return r
+		}
+	}
+	if *idle == nil {
+		*idle = time.NewTimer(workerIdle)
+	} else {
+		(*idle).Reset(workerIdle)
+	}
+wait:
+	for {
+		select {
+		case r := <-p.handoff:
+			(*idle).Stop()
+			return r
+		case <-p.wake:
+			if r := p.take(); r != nil {
+				(*idle).Stop()
+				return r
+			}
+			// A stale token: the task was taken by a busy worker.
+		case <-(*idle).C:
+			break wait
+		case <-p.quit:
+			(*idle).Stop()
+			break wait
+		}
+	}
+	if p.testExit != nil {
+		p.testExit()
+	}
+	// Give the slot back, unless a task was queued meanwhile: enqueue
+	// queues only under mu and only while this worker is counted.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.pop(); r != nil {
+		return r
+	}
+	if p.state.Add(^uint64(0)) == closedBit {
+		close(p.done) // the last worker of a closed pool
+	}
+	return nil
 }
 
 // Running reports the number of workers now running (busy or idle).
 func (p *Pool) Running() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.running
+	return int(p.state.Load() &^ closedBit)
 }
 
 // Close refuses new tasks and waits until every accepted task has run and
@@ -155,10 +271,13 @@ func (p *Pool) Running() int {
 // itself forever. Close is idempotent.
 func (p *Pool) Close() {
 	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		close(p.quit)
+	if s := p.state.Or(closedBit); s&closedBit == 0 {
+		close(p.quit) // idle workers run what is queued and exit
+		if s == 0 {
+			close(p.done) // no worker, and none can start now
+		}
 	}
 	p.mu.Unlock()
+	<-p.done
 	p.wg.Wait()
 }

@@ -30,12 +30,12 @@ func TestPoolSubmitCloseRace(t *testing.T) {
 		accepted := make(chan bool, 1)
 		wg.Go(func() {
 			<-start
-			accepted <- p.TrySubmit(func() {
+			accepted <- p.TrySubmit(actor.RunFunc(func() {
 				if closed.Load() {
 					late.Add(1)
 				}
 				close(ran)
-			})
+			}))
 		})
 		wg.Go(func() {
 			<-start
