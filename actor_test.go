@@ -431,6 +431,9 @@ func TestShutdownWithRequestsInFlight(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
 	srv, err := wsactor.NewServer(wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		if string(req.Data) == `"probe"` {
+			return "ok", nil // answered at once: probes the drain
+		}
 		started <- struct{}{}
 		switch string(req.Data) {
 		case `"finishes"`:
@@ -467,10 +470,11 @@ func TestShutdownWithRequestsInFlight(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(shutCtx) }()
 	// New requests are refused once draining (they may race the drain
-	// message; retry until the refusal shows).
+	// message; retry until the refusal shows, with a request that does not
+	// wait for release).
 	var re *wsactor.RemoteError
 	for {
-		_, err := cl.Request(ctx, "finishes")
+		_, err := cl.Request(ctx, "probe")
 		if errors.As(err, &re) && re.Code == wsactor.CodeShutdown {
 			break
 		}

@@ -28,7 +28,6 @@ type Conn struct {
 	identity any
 	query    url.Values
 	closeErr atomic.Pointer[error]
-	done     chan struct{}
 
 	intensity *supervisor.Intensity // owned by the actor's loop; made at the first failure
 }
@@ -39,6 +38,7 @@ type shared struct {
 	cfg   *actor.Config
 	pool  *actor.Pool
 	stats *counters
+	gone  func(*Conn) // the server forgets the Conn: called before its Done closes
 }
 
 // counters are the root package's own counters; see [Stats].
@@ -66,6 +66,9 @@ func newShared(o options, st *counters) (*shared, error) {
 	}
 	if o.onRequest != nil {
 		actorOpts = append(actorOpts, actor.WithHandler(sh.handle, pool))
+		if o.inlineHandlers {
+			actorOpts = append(actorOpts, actor.WithInlineHandlers())
+		}
 	}
 	if sh.cfg, err = actor.NewConfig(actorOpts...); err != nil {
 		return nil, err
@@ -157,7 +160,7 @@ func encodeData(v any) ([]byte, error) {
 }
 
 func newConn(sh *shared) *Conn {
-	return &Conn{sh: sh, done: make(chan struct{})}
+	return &Conn{sh: sh}
 }
 
 // transport is what the actor writes to: the conn, with "closed" reported
@@ -244,7 +247,11 @@ func (c *Conn) Close() error {
 
 // Done is closed when the connection has closed, every request on it has
 // ended and the disconnect hook has returned.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} {
+	// The transport's: it is closed once our OnClose (connEvents.OnClose)
+	// has returned, and made only when someone asks.
+	return c.wc.Done()
+}
 
 // Err returns why the connection closed, or nil while it is open.
 func (c *Conn) Err() error {
@@ -302,6 +309,11 @@ func (e *connEvents) OnBadInput(_ *conn.Conn, err error) {
 
 func (e *connEvents) OnClose(_ *conn.Conn, err error) {
 	c := e.conn()
+	if c.sh.gone != nil {
+		// Deferred, so that a server's Conns and Stats no longer count c
+		// once c.Done is closed, even if a hook below panicked.
+		defer c.sh.gone(c)
+	}
 	c.closeErr.Store(&err)
 	c.a.Closed(fmt.Errorf("%w: %w", ErrConnLost, err))
 	<-c.a.Done() // quick: the loop never blocks
@@ -313,7 +325,7 @@ func (e *connEvents) OnClose(_ *conn.Conn, err error) {
 		}
 	}
 	c.sh.stats.closed.Add(1)
-	close(c.done)
+	// Returning closes Done (the transport's channel).
 }
 
 // userCode runs a hook or message handler on the read goroutine; a panic in

@@ -34,7 +34,8 @@
 // Per connection: the read goroutine (gws's read loop) decodes frames, runs
 // the message handler and hooks, and posts envelopes to the actor; the
 // actor's loop (started on demand) owns the pending requests; request
-// handlers run on a bounded pool shared by the server or client; socket
+// handlers run on a bounded pool shared by the server or client (or, with
+// [WithInlineHandlers], on the actor's loop: they must not block); socket
 // writes happen on an on-demand flusher. Per server: one heartbeat
 // goroutine. Per client: one supervisor goroutine. Shutdown and Close wait
 // for all of them.

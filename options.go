@@ -15,8 +15,9 @@ import (
 )
 
 // RequestHandler answers a request from the peer. It runs on a worker of a
-// bounded pool, never on a connection's read or actor goroutine, so it may
-// block and may call [Conn.Request] on c. The result is JSON-encoded into
+// bounded pool, not on a connection's read or actor goroutine, so it may
+// block and may call [Conn.Request] on c (unless [WithInlineHandlers] says
+// otherwise). The result is JSON-encoded into
 // the reply's "data" ([json.RawMessage] is sent as it is, [NoData] leaves
 // "data" out, nil sends null). A returned error becomes an error reply: a
 // [*RemoteError] as it is, any other error with code [CodeError] and
@@ -36,7 +37,7 @@ type MessageHandler func(c *Conn, msg json.RawMessage)
 // Request is a request from the peer.
 type Request struct {
 	ID      json.RawMessage // the peer's id, echoed verbatim in the reply
-	Data    json.RawMessage // nil when the peer left "data" out
+	Data    json.RawMessage // nil when the peer left "data" out; returning it unchanged echoes it without a second validation
 	Timeout time.Duration   // how long the peer says it waits (wsactor peers); 0 when unknown
 }
 
@@ -86,6 +87,7 @@ const (
 
 type options struct {
 	onRequest      RequestHandler
+	inlineHandlers bool
 	onMessage      MessageHandler
 	onConnect      func(*Conn)
 	onDisconnect   func(*Conn, error)
@@ -185,6 +187,31 @@ func buildOptions(want scope, opts []Option) (options, error) {
 // from the peer gets an error reply of code [CodeNoHandler].
 func WithRequestHandler(h RequestHandler) Option {
 	return Option{"WithRequestHandler", both, func(o *options) { o.onRequest = h }}
+}
+
+// WithInlineHandlers runs the request handler on the connection's actor
+// loop, as soon as the request is read, instead of on the handler pool: no
+// goroutine hand-off per request, and a burst of requests read together is
+// answered with replies written together. With 64 requests in flight on one
+// connection this about halved the server's CPU per request and beat raw
+// gws echo (BENCHMARKS.md); with one request in flight the gain is small.
+//
+// The contract, for the handler given to [WithRequestHandler]:
+//   - it must not block (no I/O, no locks held by others, no waiting):
+//     nothing else happens on that connection while it runs, neither reads
+//     nor replies, timeouts or cancels;
+//   - it must never call [Conn.Request] (or [Client.Request]) on its own
+//     connection: the loop would wait for itself and the connection would
+//     hang until its peer gave up. [Conn.Go] and [Conn.Send] are fine.
+//
+// ctx still carries the peer's timeout (Err and Done see it while the
+// handler runs), a panic is caught and restarts the connection's actor as on
+// the pool, errors become error replies as usual, and the requests of one
+// connection are answered in the order they arrived. Handlers that block
+// must stay on the pool (the default). [WithHandlerPool] has no effect on
+// inline handlers.
+func WithInlineHandlers() Option {
+	return Option{"WithInlineHandlers", both, func(o *options) { o.inlineHandlers = true }}
 }
 
 // WithMessageHandler receives plain messages. Without one they are counted

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sourcegraph/conc"
 	"github.com/sourcegraph/conc/panics"
 	"github.com/wsactor/wsactor/actor"
 	"github.com/wsactor/wsactor/conn"
@@ -36,7 +35,7 @@ type Server struct {
 	upgrading sync.WaitGroup // ServeHTTP calls past the closing check
 	beat      chan struct{}  // closed to stop the heartbeat goroutine
 	beating   bool
-	wg        conc.WaitGroup // read loops and the heartbeat
+	wg        sync.WaitGroup // read loops and the heartbeat
 	shutOnce  sync.Once
 	shutErr   error
 	stats     counters
@@ -52,6 +51,11 @@ func NewServer(opts ...Option) (*Server, error) {
 	s := &Server{conns: make(map[*Conn]struct{})}
 	if s.sh, err = newShared(o, &s.stats); err != nil {
 		return nil, err
+	}
+	s.sh.gone = func(c *Conn) {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
 	}
 	if s.up, err = conn.NewUpgrader(s.sh.connOptions(conn.Server)); err != nil {
 		return nil, err
@@ -107,8 +111,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c := newConn(s.sh)
 	c.identity = identity
-	c.query = r.URL.Query()
-	c.query.Del("_primuscb")
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		q.Del("_primuscb")
+		if len(q) > 0 { // an empty map would be kept for the connection's life
+			c.query = q
+		}
+	}
 	wc, err := s.up.Upgrade(w, r, (*connEvents)(c))
 	if err != nil {
 		s.stats.refused.Add(1)
@@ -123,12 +132,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.startHeartbeatLocked()
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
-	s.wg.Go(func() {
-		wc.Serve()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	})
+	s.wg.Add(1)
+	go s.serve(c, wc)
+}
+
+// serve is a connection's read goroutine. It is started with a plain go
+// statement, with no wrapper frame and no deferred call: the first request's
+// inline actor work grows this goroutine's stack to 8 KiB, and the runtime
+// halves a stack at GC only when less than a quarter of it is in use, which
+// the read loop parked in its socket read stays under only when nothing
+// sits below it (a recover wrapper such as conc's WaitGroup.Go kept every
+// idle connection at 8 KiB instead of 4). Panics need no wrapper here: conn
+// recovers every Handler call and gws every message dispatch; a panic left
+// is a bug of conn or gws and crashes the process like any goroutine's.
+func (s *Server) serve(c *Conn, wc *conn.Conn) {
+	wc.Serve() // OnClose removed c from s.conns (shared.gone)
+	s.wg.Done()
 }
 
 type statusError struct {

@@ -37,6 +37,7 @@ type flags struct {
 	memImpls     string
 	memPerServer int
 	memRounds    int
+	memProfile   string
 
 	pending        int
 	pendingTimeout time.Duration
@@ -71,6 +72,7 @@ func main() {
 	flag.StringVar(&f.memImpls, "mem-impls", "raw,wsactor", "implementations for -mem")
 	flag.IntVar(&f.memPerServer, "mem-per-server", 15000, "-mem: connections per server process (an fd limit of 20,000 per process)")
 	flag.IntVar(&f.memRounds, "mem-rounds", 2, "-mem: rounds (implementations interleaved)")
+	flag.StringVar(&f.memProfile, "mem-profile", "", "-mem: after the rounds, write heap profiles (MemProfileRate 1) of each implementation's idle servers to this directory: heap-<impl>.pb.gz and its baseline heap-<impl>-base.pb.gz, for go tool pprof -base")
 
 	flag.IntVar(&f.pending, "pending", 0, "measure this many pending wsactor requests expiring in one process")
 	flag.DurationVar(&f.pendingTimeout, "pending-timeout", 20*time.Second, "-pending: the request timeout")

@@ -3,7 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -81,7 +84,78 @@ func memMode(f flags) error {
 		return err
 	}
 	fmt.Printf("\nwrote %s\n", out)
-	return os.WriteFile(out, b, 0o644)
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		return err
+	}
+	if f.memProfile != "" {
+		for _, name := range impls {
+			if err := memProfile(f.memProfile, name, f.mem, nsrv); err != nil {
+				return fmt.Errorf("heap profile %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// memProfile writes heap profiles of the first of nsrv servers of the named
+// implementation, recording every allocation (MemProfileRate 1, which
+// inflates memory: this runs apart from the measured rounds), after the
+// warm-up and after its share of n connections was opened, used for one
+// round trip each and left idle: the difference (go tool pprof -base) is
+// what the idle connections hold.
+func memProfile(dir, name string, n, nsrv int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	s, err := spawnServer(name, "-memprofilerate", "1")
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	if err := holdAll(name, []*child{s}, func(int) int { return 100 }, nil); err != nil {
+		return err
+	}
+	if err := s.waitConns(0, time.Minute); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // as in memOnce
+	base := filepath.Join(dir, "heap-"+name+"-base.pb.gz")
+	if err := s.heapProfile(base); err != nil {
+		return err
+	}
+	conns := n / nsrv
+	final := filepath.Join(dir, "heap-"+name+".pb.gz")
+	err = holdAll(name, []*child{s}, func(int) int { return conns }, func() error {
+		if err := s.waitConns(conns, time.Minute); err != nil {
+			return err
+		}
+		time.Sleep(3 * time.Second) // idle: on-demand goroutines exit
+		return s.heapProfile(final)
+	})
+	if err == nil {
+		fmt.Printf("wrote %s (%d connections; baseline %s)\n", final, conns, base)
+	}
+	return err
+}
+
+// heapProfile writes the server child's heap profile, taken after a GC.
+func (c *child) heapProfile(path string) error {
+	if _, err := c.gc(); err != nil {
+		return err
+	}
+	resp, err := c.hc.Get("http://" + c.addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: heap profile: %s", c.name, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func memOnce(name string, n, nsrv int) (memResult, error) {

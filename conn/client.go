@@ -60,7 +60,7 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 		nc = tc
 	}
 
-	c := newConn(Client, h, o)
+	c := newConn(Client, h, &o)
 	c.nc.Conn = nc
 	// gws bounds the handshake with its own timeout and clears the deadline
 	// after; ctx cancellation closes the socket, which no deadline change

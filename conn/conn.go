@@ -184,21 +184,19 @@ func (o Options) withDefaults() Options {
 // Conn is one Primus WebSocket connection, made by [Upgrader.Upgrade] or
 // [Dial]. All methods may be called concurrently from any goroutine, except
 // Serve, which must be called exactly once. The zero value is not usable.
+//
+// The struct is laid out to fit the 384-byte size class: an idle
+// connection costs this struct, gws's and the socket's.
 type Conn struct {
-	role         Role
-	id           string
-	h            Handler
-	maxMsg       int
-	maxOut       int
-	writeTimeout time.Duration
-	pingTimeout  time.Duration
-	ws           *gws.Conn
-	nc           netConn // the net.Conn gws reads and writes through
+	o  *Options // with defaults applied; shared by an Upgrader's connections
+	h  Handler
+	ws *gws.Conn
+	nc netConn // the net.Conn gws reads and writes through
 
+	role        Role
 	alive       atomic.Bool
 	serverEnded atomic.Bool
 	served      atomic.Bool
-	done        chan struct{}
 	flushers    sync.WaitGroup // at most one flusher at a time
 
 	mu            sync.Mutex
@@ -213,28 +211,19 @@ type Conn struct {
 	final         bool    // the read loop ended: no flusher may start
 	closeWanted   bool    // the flusher must send a close frame
 	closeSent     bool
+	ended         bool // OnClose returned: done is (or will be made) closed
 	closeCode     uint16
 	closeReason   string
-	cause         error // why we closed, first one wins
+	cause         error         // why we closed, first one wins
+	id            string        // o.ID, or a random id made by the first ID call
+	done          chan struct{} // made by the first Done call
 	dropped       uint64
 }
 
-func newConn(role Role, h Handler, o Options) *Conn {
-	c := &Conn{
-		role:         role,
-		id:           o.ID,
-		h:            h,
-		maxMsg:       o.MaxMessageSize,
-		maxOut:       o.MaxOutboundBytes,
-		writeTimeout: o.WriteTimeout,
-		pingTimeout:  o.PingTimeout,
-		done:         make(chan struct{}),
-	}
-	if c.id == "" {
-		c.id = randomID()
-	}
+// newConn makes a Conn; o (defaults applied) must not change afterwards.
+func newConn(role Role, h Handler, o *Options) *Conn {
+	c := &Conn{role: role, o: o, h: h, id: o.ID}
 	c.nc.owner = c
-	c.nc.timeout = o.WriteTimeout
 	c.alive.Store(true)
 	return c
 }
@@ -270,7 +259,7 @@ func (c *Conn) Serve() {
 // ErrClosed once the connection is closing. frame should be one JSON value
 // (the envelope package makes them); Write does not check it.
 func (c *Conn) Write(frame []byte) error {
-	if len(frame) > c.maxMsg {
+	if len(frame) > c.o.MaxMessageSize {
 		return ErrTooLarge
 	}
 	return c.enqueue(opText, frame, true)
@@ -342,13 +331,39 @@ func (c *Conn) Role() Role { return c.role }
 
 // ID returns the connection id (Options.ID or a random one). For the client
 // role it is a local id, not the server's spark id.
-func (c *Conn) ID() string { return c.id }
+func (c *Conn) ID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id == "" {
+		c.id = randomID() // on first use: most connections never need one
+	}
+	return c.id
+}
 
 // RemoteAddr returns the peer's network address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
-// Done is closed after OnClose returned.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+// Done is closed after OnClose returned. The channel is made by the first
+// call (an idle connection nobody waits for holds none); a call after the
+// end gets a closed channel.
+func (c *Conn) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.ended {
+			return closedChan
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+// closedChan is what Done returns after the end when no channel was made.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // QueuedBytes returns the bytes queued for writing, frame headers included,
 // counting the batch being written.

@@ -19,7 +19,7 @@ func owner(s *gws.Conn) *Conn { return s.NetConn().(*netConn).owner }
 
 func (events) OnOpen(s *gws.Conn) {
 	c := owner(s)
-	if c.role == Client && c.pingTimeout > 0 {
+	if c.role == Client && c.o.PingTimeout > 0 {
 		c.armPingTimeout()
 	}
 	c.callOpen()
@@ -91,13 +91,13 @@ func (c *Conn) control(s string) bool {
 			c.alive.Store(true)
 			return true
 		case "id":
-			_ = c.writeControl("primus::id::" + c.id)
+			_ = c.writeControl("primus::id::" + c.ID())
 			return true
 		}
 	case Client:
 		switch typ {
 		case "ping":
-			if c.pingTimeout > 0 {
+			if c.o.PingTimeout > 0 {
 				c.armPingTimeout()
 			}
 			// Primus replies 'primus::pong::' + Number(value); we echo the
@@ -167,7 +167,7 @@ func trimSpace(b []byte) []byte {
 func (c *Conn) armPingTimeout() {
 	c.mu.Lock()
 	if !c.closed {
-		_ = c.nc.Conn.SetReadDeadline(time.Now().Add(c.pingTimeout))
+		_ = c.nc.Conn.SetReadDeadline(time.Now().Add(c.o.PingTimeout))
 	}
 	c.mu.Unlock()
 }
@@ -176,7 +176,7 @@ func (c *Conn) armPingTimeout() {
 func (c *Conn) readTimedOut() {
 	c.mu.Lock()
 	c.closed = true
-	c.setCauseLocked(fmt.Errorf("%w: no primus::ping for %v", ErrHeartbeat, c.pingTimeout))
+	c.setCauseLocked(fmt.Errorf("%w: no primus::ping for %v", ErrHeartbeat, c.o.PingTimeout))
 	c.dropPendingLocked()
 	c.mu.Unlock()
 	_ = c.nc.Close()
@@ -196,7 +196,13 @@ func (c *Conn) onClose(gerr error) {
 		c.callBadInput(err)
 	}
 	c.callClose(err)
-	close(c.done)
+	c.mu.Lock()
+	c.ended = true
+	done := c.done
+	c.mu.Unlock()
+	if done != nil {
+		close(done)
+	}
 }
 
 func (c *Conn) closeCause(cause, gerr error) error {

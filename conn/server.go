@@ -52,7 +52,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
 		return nil, fmt.Errorf("conn: upgrade: %w", err)
 	}
-	c := newConn(Server, h, u.opts)
+	c := newConn(Server, h, &u.opts)
 	c.nc.Conn = netConn
 	// gws reads through its own bufio.Reader; reuse the hijacked one, keeping
 	// any bytes the client sent early.

@@ -143,7 +143,7 @@ func (c *Conn) enqueue(op byte, p []byte, limit bool) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if limit && c.queued > 0 && c.queued+size > c.maxOut {
+	if limit && c.queued > 0 && c.queued+size > c.o.MaxOutboundBytes {
 		c.mu.Unlock()
 		return ErrWriteQueueFull
 	}
@@ -178,6 +178,10 @@ var epoch = time.Now()
 func (c *Conn) writeNow(op byte, p []byte, masked bool, size int) {
 	c.flushing = true // the writer role: Writes meanwhile queue behind us
 	c.flushers.Add(1)
+	// The connection was quiet: the flusher's chunk lists (empty) are
+	// dropped, so that a connection that had a burst and went idle keeps
+	// no write buffer after its next write (a heartbeat's, at the latest).
+	c.pending, c.spare = nil, nil
 	c.mu.Unlock()
 
 	var w *wbuf
@@ -187,7 +191,7 @@ func (c *Conn) writeNow(op byte, p []byte, masked bool, size int) {
 		w = chunkPool.Get().(*wbuf)
 	}
 	w.b = appendFrame(w.b, op, p, masked)
-	n, _ := c.nc.tryWrite(w.b) // an error shows again in the flusher's write
+	n, _ := c.nc.tryWrite(w) // an error shows again in the flusher's write
 
 	c.mu.Lock()
 	c.flushing = false
@@ -311,7 +315,8 @@ func (c *Conn) flush() {
 		if len(batch) == 0 {
 			c.flushing = false
 			// Idle: hold no chunk (they are all back in the pool), and
-			// keep the chunk lists only while they are small.
+			// keep the chunk lists only while they are small (the next
+			// quiet write drops them: see writeNow).
 			if cap(c.pending) > 4 {
 				c.pending = nil
 			}
@@ -353,7 +358,7 @@ func (c *Conn) flush() {
 			// Half-close: the peer reads our frames and the close frame, then
 			// answers with its close frame, which ends the read loop; if it
 			// does not, the read deadline does.
-			c.nc.closeWrite(c.writeTimeout)
+			c.nc.closeWrite(c.o.WriteTimeout)
 		}
 	}
 }
@@ -367,16 +372,15 @@ var errCloseSent = errors.New("conn: close frame already sent")
 // close frame, nothing more is written.
 type netConn struct {
 	net.Conn
-	owner   *Conn
-	timeout time.Duration
-	framed  bool            // the handshake is done; set before the Conn is shared
-	raw     syscall.RawConn // for non-blocking writes; nil when not a plain socket (TLS)
-	try     tryState        // tryWrite's state, under wmu
-	tryFn   func(fd uintptr) bool
-	closed  atomic.Bool
+	owner  *Conn
+	raw    syscall.RawConn // for non-blocking writes; nil when not a plain socket (TLS)
+	try    tryState        // tryWrite's state, under wmu
+	tryFn  func(fd uintptr) bool
+	closed atomic.Bool
 
 	wmu       sync.Mutex
 	closeSent bool
+	framed    bool // the handshake is done; set before the Conn is shared
 	werr      error
 	iov       [][]byte    // writev scratch, under wmu
 	bufs      net.Buffers // under wmu
@@ -422,7 +426,7 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 	if closing {
 		n.closeSent = true
 	}
-	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.timeout)); err != nil {
+	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.owner.o.WriteTimeout)); err != nil {
 		n.werr = err
 		return err
 	}
@@ -454,7 +458,7 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 // tryState is what tryWrite's callback works on: fields rather than a
 // closure, so that a write allocates nothing.
 type tryState struct {
-	b       []byte
+	w       *wbuf // the frame(s) to write: w.b
 	written int
 	err     error
 }
@@ -470,12 +474,13 @@ func (n *netConn) setFramed() {
 	}
 }
 
-// tryWriteFD writes n.try.b to fd until it is written or the socket would
+// tryWriteFD writes n.try.w.b to fd until it is written or the socket would
 // block. It never asks to wait for writability: the flusher does that.
 func (n *netConn) tryWriteFD(fd uintptr) bool {
 	t := &n.try
-	for t.written < len(t.b) {
-		m, e := syscall.Write(int(fd), t.b[t.written:])
+	b := t.w.b
+	for t.written < len(b) {
+		m, e := syscall.Write(int(fd), b[t.written:])
 		if m > 0 {
 			t.written += m
 		}
@@ -492,16 +497,17 @@ func (n *netConn) tryWriteFD(fd uintptr) bool {
 	return true
 }
 
-// tryWrite writes as much of b as the socket takes now, without waiting: it
-// returns how much was written; what is left must be written by the
+// tryWrite writes as much of w.b as the socket takes now, without waiting:
+// it returns how much was written; what is left must be written by the
 // flusher. An error is a broken socket.
-func (n *netConn) tryWrite(b []byte) (int, error) {
+func (n *netConn) tryWrite(w *wbuf) (int, error) {
 	n.wmu.Lock()
 	defer n.wmu.Unlock()
 	if err := n.usableLocked(); err != nil {
 		return 0, err
 	}
-	n.try = tryState{b: b}
+	n.iov = nil // a quiet connection: see writeNow
+	n.try = tryState{w: w}
 	err := n.raw.Write(n.tryFn)
 	written := n.try.written
 	if err == nil {
@@ -525,7 +531,7 @@ func (n *netConn) usableLocked() error {
 }
 
 func (n *netConn) writeLocked(b []byte) (int, error) {
-	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.timeout)); err != nil {
+	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.owner.o.WriteTimeout)); err != nil {
 		n.werr = err
 		return 0, err
 	}

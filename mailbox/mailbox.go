@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 )
@@ -15,36 +16,46 @@ var (
 	ErrClosed = errors.New("mailbox: closed")
 )
 
-// keepCap is the largest backing array a drained lane keeps while idle. Larger
-// ones are dropped so that an idle mailbox costs only its struct.
+// keepCap is the largest backing array the drainer goroutine keeps for its
+// next batch while it runs. An idle mailbox keeps none: its lanes are
+// dropped when it goes idle, so that it costs only its struct.
 const keepCap = 8
+
+// closedChan is what Stopped returns once the mailbox has stopped, when no
+// channel was asked for before: an idle mailbox makes no channel until
+// someone waits for it.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // Mailbox is a single-consumer queue with two lanes: a bounded user lane and an
 // unbounded system lane that is always drained first. Messages are handed to
 // the handler one at a time, in FIFO order within a lane, by at most one
 // goroutine at a time; that goroutine is started when a message arrives at an
 // idle mailbox and exits when both lanes are empty, so an idle mailbox holds
-// no goroutine.
+// no goroutine, and no lane array either.
 //
 // All methods may be called concurrently. The zero value is not usable: use
 // [New].
 type Mailbox[T any] struct {
 	handler func(T)
 	onPanic func(any)
-	cap     int
-	inline  int
+	cap     int32
+	inline  int32
 
 	sysN atomic.Int32 // len(sys), readable without the lock by the drainer
 
 	mu       sync.Mutex
-	sys      []T
-	user     []T
-	spare    []T           // the drainer's previous batch, reused
-	space    chan struct{} // closed when the user lane loses messages; nil unless someone waits
 	running  bool
 	closed   bool
-	stopped  chan struct{} // closed once closed and fully drained
-	isClosed bool          // stopped has been closed
+	finished bool          // closed and fully drained: stopped is (or will be made) closed
+	sys      []T           // nil while the mailbox is idle
+	user     []T           // nil while the mailbox is idle
+	spare    []T           // the drainer goroutine's previous batch, reused; nil while idle
+	space    chan struct{} // closed when the user lane loses messages; nil unless someone waits
+	stopped  chan struct{} // made by the first Stopped call; closed once finished
 }
 
 // Option configures a Mailbox.
@@ -92,7 +103,9 @@ func New[T any](handler func(T), opts ...Option) (*Mailbox[T], error) {
 	if o.inline < 0 {
 		return nil, fmt.Errorf("mailbox: inline budget %d, want >= 0", o.inline)
 	}
-	return &Mailbox[T]{handler: handler, onPanic: o.onPanic, cap: o.capacity, inline: o.inline, stopped: make(chan struct{})}, nil
+	// Larger values mean "no bound" in practice; int32 keeps the struct small.
+	return &Mailbox[T]{handler: handler, onPanic: o.onPanic,
+		cap: int32(min(o.capacity, math.MaxInt32)), inline: int32(min(o.inline, math.MaxInt32))}, nil
 }
 
 // Post queues v on the user lane. It never blocks: it returns [ErrFull] when
@@ -103,12 +116,11 @@ func (m *Mailbox[T]) Post(v T) error {
 		m.mu.Unlock()
 		return ErrClosed
 	}
-	if len(m.user) >= m.cap {
+	if len(m.user) >= int(m.cap) {
 		m.mu.Unlock()
 		return ErrFull
 	}
-	m.user = append(m.user, v)
-	m.kickLocked()
+	m.postLocked(v, false)
 	return nil
 }
 
@@ -121,9 +133,8 @@ func (m *Mailbox[T]) PostWait(ctx context.Context, v T) error {
 			m.mu.Unlock()
 			return ErrClosed
 		}
-		if len(m.user) < m.cap {
-			m.user = append(m.user, v)
-			m.kickLocked()
+		if len(m.user) < int(m.cap) {
+			m.postLocked(v, false)
 			return nil
 		}
 		if m.space == nil {
@@ -149,33 +160,66 @@ func (m *Mailbox[T]) PostSystem(v T) error {
 		m.mu.Unlock()
 		return ErrClosed
 	}
-	m.sys = append(m.sys, v)
-	m.sysN.Add(1)
-	m.kickLocked()
+	m.postLocked(v, true)
 	return nil
 }
 
-// kickLocked starts the drainer if none runs, and unlocks m.mu.
-func (m *Mailbox[T]) kickLocked() {
+// postLocked queues v on the system lane (sys) or the user lane, makes sure
+// a drainer runs, and unlocks m.mu. With an inline budget, a message for an
+// idle mailbox is handed to the handler at once, without being queued: the
+// lanes stay unallocated under light traffic.
+func (m *Mailbox[T]) postLocked(v T, sys bool) {
 	if m.running {
+		m.queueLocked(v, sys)
 		m.mu.Unlock()
 		return
 	}
 	m.running = true
+	if m.inline == 0 {
+		m.queueLocked(v, sys)
+		m.mu.Unlock()
+		go m.drain()
+		return
+	}
+	// Idle, so both lanes are empty: v is next in line either way.
 	m.mu.Unlock()
-	if m.inline > 0 && m.drainInline(m.inline) {
+	m.call(v)
+	if m.drainInline(int(m.inline) - 1) {
 		return
 	}
 	go m.drain()
 }
 
-// drainInline hands up to budget messages to the handler on the calling
-// goroutine, which holds the drainer role. It reports true when it emptied
-// the mailbox and gave the role up, false when the role is still held and
-// messages remain.
+func (m *Mailbox[T]) queueLocked(v T, sys bool) {
+	if sys {
+		m.sys = append(m.sys, v)
+		m.sysN.Add(1)
+	} else {
+		m.user = append(m.user, v)
+	}
+}
+
+// idleLocked gives the drainer role up once both lanes are empty, and drops
+// the lane arrays: an idle mailbox holds none.
+func (m *Mailbox[T]) idleLocked() {
+	m.running = false
+	m.sys, m.user, m.spare = nil, nil, nil
+	if m.closed {
+		m.finishLocked()
+	}
+}
+
+// drainInline hands up to budget more messages to the handler on the
+// calling goroutine, which holds the drainer role. It reports true when it
+// emptied the mailbox and gave the role up, false when the role is still
+// held and messages remain.
 func (m *Mailbox[T]) drainInline(budget int) bool {
-	for range budget {
+	for i := 0; ; i++ {
 		m.mu.Lock()
+		if i == budget && len(m.sys)+len(m.user) > 0 {
+			m.mu.Unlock()
+			return false
+		}
 		var v T
 		switch {
 		case len(m.sys) > 0:
@@ -190,21 +234,17 @@ func (m *Mailbox[T]) drainInline(budget int) bool {
 				m.space = nil
 			}
 		default:
-			m.running = false
-			if m.closed {
-				m.finishLocked()
-			}
+			m.idleLocked()
 			m.mu.Unlock()
 			return true
 		}
 		m.mu.Unlock()
 		m.call(v)
 	}
-	return false
 }
 
-// popFront drops q[0]. A lane of one message keeps its array, so that
-// light ping-pong traffic does not allocate.
+// popFront drops q[0]. A lane of one message keeps its array while the
+// drainer runs.
 func popFront[T any](q []T) []T {
 	var zero T
 	q[0] = zero
@@ -234,8 +274,20 @@ func (m *Mailbox[T]) Close() {
 }
 
 // Stopped is closed once the mailbox is closed, every queued message has been
-// handled and the drainer goroutine has finished its work.
-func (m *Mailbox[T]) Stopped() <-chan struct{} { return m.stopped }
+// handled and the drainer goroutine has finished its work. Every call returns
+// a channel that is closed then (the channel is made by the first call, so
+// that an idle mailbox nobody waits for holds none).
+func (m *Mailbox[T]) Stopped() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped == nil {
+		if m.finished {
+			return closedChan
+		}
+		m.stopped = make(chan struct{})
+	}
+	return m.stopped
+}
 
 // Len reports the number of queued messages in both lanes.
 func (m *Mailbox[T]) Len() int {
@@ -246,9 +298,11 @@ func (m *Mailbox[T]) Len() int {
 }
 
 func (m *Mailbox[T]) finishLocked() {
-	if !m.isClosed {
-		m.isClosed = true
-		close(m.stopped)
+	if !m.finished {
+		m.finished = true
+		if m.stopped != nil {
+			close(m.stopped)
+		}
 	}
 }
 
@@ -271,13 +325,7 @@ func (m *Mailbox[T]) drain() {
 				m.space = nil
 			}
 		default:
-			m.running = false
-			if cap(m.spare) > keepCap {
-				m.spare = nil
-			}
-			if m.closed {
-				m.finishLocked()
-			}
+			m.idleLocked()
 			m.mu.Unlock()
 			return
 		}
@@ -295,7 +343,7 @@ func (m *Mailbox[T]) drain() {
 		}
 
 		m.mu.Lock()
-		if cap(batch) <= 4*m.cap || cap(batch) <= keepCap {
+		if cap(batch) <= 4*int(m.cap) || cap(batch) <= keepCap {
 			m.spare = batch[:0]
 		}
 		m.mu.Unlock()
