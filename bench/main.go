@@ -56,7 +56,7 @@ func main() {
 	flag.IntVar(&f.memRate, "memprofilerate", 0, "server role: runtime.MemProfileRate (1 records every allocation; for /debug/pprof/heap)")
 	flag.BoolVar(&f.contention, "contention", false, "record mutex and block profiles (server children serve /debug/pprof/; with -profile the driver writes both sides' for the profiled round)")
 
-	flag.StringVar(&f.impls, "impls", "raw,naive,wsactor", "implementations to compare")
+	flag.StringVar(&f.impls, "impls", "raw,naive,wsactor,wsactor-inline", "implementations to compare")
 	flag.StringVar(&f.scenarios, "scenarios", "seq,inflight,conns", "seq: 1 connection, 1 in flight; inflight: 1 connection, -inflight in flight; conns: -many connections, 1 in flight each")
 	flag.StringVar(&f.payloads, "payloads", "small,large", "payloads: small (~100 B), large (~4 KiB) or a size in bytes")
 	flag.IntVar(&f.rounds, "rounds", 5, "measured rounds (implementations interleaved in each)")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+	"github.com/wsactor/wsactor"
 )
 
 // The implementations, by name (the -impl flag of ./bench).
@@ -19,11 +20,14 @@ const (
 	Raw     = "raw"
 	Naive   = "naive"
 	WSActor = "wsactor"
-	Discard = "discard" // server only: reads and drops every frame
+	// WSActorInline is wsactor with WithInlineHandlers on the server: the
+	// echo handler runs on the connection's actor loop, not on the pool.
+	WSActorInline = "wsactor-inline"
+	Discard       = "discard" // server only: reads and drops every frame
 )
 
 // Impls lists the implementations compared, in table order.
-var Impls = []string{Raw, Naive, WSActor}
+var Impls = []string{Raw, Naive, WSActor, WSActorInline}
 
 // RequestTimeout bounds every request of the naive and wsactor clients.
 const RequestTimeout = 30 * time.Second
@@ -78,6 +82,8 @@ func NewServer(name string) (Server, error) {
 		return newGWSServer(discard{}), nil
 	case WSActor:
 		return newWSActorServer()
+	case WSActorInline:
+		return newWSActorServer(wsactor.WithInlineHandlers())
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknown, name)
 }
@@ -98,7 +104,7 @@ func Dial(ctx context.Context, name, url string) (Client, error) {
 			return nil, err
 		}
 		return c, nil
-	case WSActor:
+	case WSActor, WSActorInline:
 		return dialWSActor(ctx, url)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknown, name)

@@ -10,11 +10,11 @@ import (
 // wsactorServer is a wsactor server whose handler echoes the request's data.
 type wsactorServer struct{ *wsactor.Server }
 
-func newWSActorServer() (Server, error) {
-	srv, err := wsactor.NewServer(wsactor.WithRequestHandler(
+func newWSActorServer(opts ...wsactor.Option) (Server, error) {
+	srv, err := wsactor.NewServer(append(opts, wsactor.WithRequestHandler(
 		func(_ context.Context, _ *wsactor.Conn, req wsactor.Request) (any, error) {
 			return req.Data, nil
-		}))
+		}))...)
 	if err != nil {
 		return nil, err
 	}
