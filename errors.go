@@ -30,6 +30,10 @@ var (
 	// ErrTooManyPending: the cap on requests in flight on the connection
 	// ([WithMaxPending]) was reached; nothing was sent.
 	ErrTooManyPending = actor.ErrTooManyPending
+	// ErrSelfRequest: an inline handler ([WithInlineHandlers]) called
+	// [Conn.Request] on its own connection with its ctx (or one derived from
+	// it); the call would have waited for itself. Nothing was sent.
+	ErrSelfRequest = actor.ErrSelfRequest
 	// ErrMailboxFull: [Conn.Go] found the actor's mailbox full; nothing was
 	// sent.
 	ErrMailboxFull = actor.ErrMailboxFull

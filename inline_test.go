@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -164,5 +165,23 @@ func TestInlineHandlersOrderAndTimeout(t *testing.T) {
 	s := recv(t, seenCh, "handler")
 	if !s.ok || s.timeout != 5*time.Second || s.left <= 0 || s.left > 5*time.Second {
 		t.Fatalf("handler saw timeout %v, deadline in %v (%v); want 5s", s.timeout, s.left, s.ok)
+	}
+}
+
+// An inline handler that asks its own connection with its ctx gets
+// ErrSelfRequest at once instead of hanging the connection.
+func TestInlineHandlerSelfRequest(t *testing.T) {
+	_, url := startServer(t, wsactor.WithInlineHandlers(), wsactor.WithRequestHandler(
+		func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+			_, err := c.Request(ctx, "back")
+			if !errors.Is(err, wsactor.ErrSelfRequest) {
+				return nil, fmt.Errorf("own Request: %v, want ErrSelfRequest", err)
+			}
+			return "refused", nil
+		}))
+	cl := dial(t, url, wsactor.WithRequestHandler(arith))
+	r, err := cl.Request(ctxWait(t), "x")
+	if err != nil || string(r.Data) != `"refused"` {
+		t.Fatalf("got %s, %v", r.Data, err)
 	}
 }

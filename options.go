@@ -201,8 +201,10 @@ func WithRequestHandler(h RequestHandler) Option {
 //     nothing else happens on that connection while it runs, neither reads
 //     nor replies, timeouts or cancels;
 //   - it must never call [Conn.Request] (or [Client.Request]) on its own
-//     connection: the loop would wait for itself and the connection would
-//     hang until its peer gave up. [Conn.Go] and [Conn.Send] are fine.
+//     connection: the loop would wait for itself. With the handler's ctx
+//     (or one derived from it) the call fails at once with
+//     [ErrSelfRequest]; with an unrelated ctx it cannot be detected and
+//     the connection hangs. [Conn.Go] and [Conn.Send] are fine.
 //
 // ctx still carries the peer's timeout (Err and Done see it while the
 // handler runs), a panic is caught and restarts the connection's actor as on

@@ -201,6 +201,11 @@ func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	if ctx.Err() != nil {
 		return Reply{}, CtxError(ctx)
 	}
+	if a.cfg.inline {
+		if t, _ := ctx.Value(taskKey{}).(*task); t != nil && t.a == a && t.inline.Load() {
+			return Reply{}, ErrSelfRequest
+		}
+	}
 	c := a.newCall(ctx, data)
 	c.ch = make(chan result, 1)
 	if err := a.mb.PostWait(ctx, msg{op: opRegister, call: c}); err != nil {
@@ -587,7 +592,9 @@ func (a *Actor) request(d *delivery) {
 		// only the deadline ends t early.
 		a.inbound.put(key, t)
 		s.Inbound.Add(1)
+		t.inline.Store(true)
 		m := a.callHandler(t)
+		t.inline.Store(false)
 		a.result(t, m.data, m.err, m.code == quietResult)
 		t.cancel()
 		return

@@ -29,7 +29,9 @@
 // no goroutine.
 //
 // Handlers run on [Pool] workers, not on the loop, so a handler may call
-// [Actor.Request] on its own actor. Callbacks given to [Actor.Go] and the
+// [Actor.Request] on its own actor. With [WithInlineHandlers] they run on
+// the loop instead (no hand-off; for handlers that never block and never
+// call Request on their own actor, which would wait for itself). Callbacks given to [Actor.Go] and the
 // hooks run on the loop and must be quick. A panic in any user code is
 // caught: it is a failure, after which the actor restarts (pending requests
 // fail with [ErrRestarted] wrapping the cause, the peer's requests in

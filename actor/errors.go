@@ -32,6 +32,12 @@ var (
 	// ErrTooManyPending: the cap on requests in flight on this connection was
 	// reached; the request was not sent.
 	ErrTooManyPending = errors.New("actor: too many pending requests")
+	// ErrSelfRequest: [Actor.Request] was called from an inline handler
+	// ([WithInlineHandlers]) of the same actor, with the handler's ctx (or
+	// one derived from it). The reply could only be handled by the loop
+	// that runs the handler, so the call would wait for itself; nothing was
+	// sent. Use [Actor.Go], or run such handlers on the pool.
+	ErrSelfRequest = errors.New("actor: Request from an inline handler on its own actor would wait for itself")
 	// ErrMailboxFull: the actor's mailbox was full (only from [Actor.Go],
 	// which never waits); the request was not sent.
 	ErrMailboxFull = errors.New("actor: mailbox full")

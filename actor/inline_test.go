@@ -222,3 +222,35 @@ func BenchmarkRoundTripInMemoryInlineParallel(b *testing.B) {
 		}
 	})
 }
+
+// Request from an inline handler on its own actor, with the handler's ctx or
+// one derived from it, is refused with ErrSelfRequest instead of waiting for
+// itself forever; Request on another actor, and Go, still work.
+func TestInlineSelfRequestRefused(t *testing.T) {
+	pool := newPool(t, 4, 16)
+	got := make(chan error, 2)
+	h := func(ctx context.Context, b *actor.Actor, req actor.Incoming) ([]byte, error) {
+		_, err := b.Request(ctx, num(1))
+		got <- err
+		child, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		_, err = b.Request(child, num(2))
+		got <- err
+		return []byte(`"done"`), nil
+	}
+	p := newPair(t, newConfig(t, actor.WithHandler(double, pool)), inlineConfig(t, h))
+	r, err := p.a.Request(context.Background(), []byte(`"go"`))
+	if err != nil || string(r.Data) != `"done"` {
+		t.Fatalf("request: %s %v", r.Data, err)
+	}
+	for _, what := range []string{"handler ctx", "derived ctx"} {
+		if err := <-got; !errors.Is(err, actor.ErrSelfRequest) {
+			t.Fatalf("Request on its own actor with the %s: %v, want ErrSelfRequest", what, err)
+		}
+	}
+	// After the handler returned, the same actor's Request works from
+	// anywhere (its Stats ledger still balances: nothing was counted).
+	if r, err := p.b.Request(context.Background(), num(4)); err != nil || string(r.Data) != "8" {
+		t.Fatalf("b's own request afterwards: %s %v", r.Data, err)
+	}
+}

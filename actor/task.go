@@ -35,9 +35,10 @@ type task struct {
 	key string
 	dl  int64 // deadline in now() nanoseconds, if hasDL
 
-	hasDL bool          // the peer gave a timeout
-	state atomic.Uint32 // taskLive, taskCanceled or taskExpired; set once, under mu
-	done  atomic.Value  // chan struct{}: made by the first Done, closed (or closedchan) when the task ends
+	hasDL  bool          // the peer gave a timeout
+	inline atomic.Bool   // the handler is running on the actor's loop (WithInlineHandlers)
+	state  atomic.Uint32 // taskLive, taskCanceled or taskExpired; set once, under mu
+	done   atomic.Value  // chan struct{}: made by the first Done, closed (or closedchan) when the task ends
 
 	mu     sync.Mutex
 	timer  *time.Timer   // fires at dl; made by the first Done
@@ -117,8 +118,17 @@ func (t *task) Err() error {
 	return context.DeadlineExceeded
 }
 
-// Value returns nil: a handler's context carries no values.
-func (t *task) Value(any) any { return nil }
+// taskKey finds the task behind a handler's ctx or a ctx derived from it.
+type taskKey struct{}
+
+// Value returns the task itself for taskKey and nil for anything else: a
+// handler's context carries no values of the user's.
+func (t *task) Value(k any) any {
+	if _, ok := k.(taskKey); ok {
+		return t
+	}
+	return nil
+}
 
 // String names the context, for fmt and the context package's messages.
 func (t *task) String() string { return "actor.handlerContext" }
