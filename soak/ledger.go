@@ -123,13 +123,14 @@ func classify(err error) (class, *wsactor.RemoteError) {
 }
 
 // allowedCodes are the error reply codes a request of each op may get:
-// the library's own (busy, restarted while handled, shutting down) plus the
-// one the op asks for. Anything else (bad_request for a well-formed request,
+// the library's own (busy, restarted while handled, shutting down, and
+// reply_failed: the reply did not fit in the outbound queue of a connection
+// that a slow reader or a flood had filled) plus the one the op asks for. Anything else (bad_request for a well-formed request,
 // another op's code) means a reply went to the wrong request or the handler
 // got the wrong data.
 func codeAllowed(op, code string) bool {
 	switch code {
-	case wsactor.CodeBusy, wsactor.CodeRestarted, wsactor.CodeShutdown:
+	case wsactor.CodeBusy, wsactor.CodeRestarted, wsactor.CodeShutdown, wsactor.CodeReplyFailed:
 		return true
 	case wsactor.CodePanic:
 		return op == opPanic
