@@ -183,8 +183,16 @@ func TestManyClients(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	st := srv.Stats()
-	if st.Conns != clients || st.Received != clients*per || st.Answered != clients*per {
+	if st := srv.Stats(); st.Conns != clients {
+		t.Fatalf("server has %d conns, want %d", st.Conns, clients)
+	}
+	// A reply is counted as answered after its write returns, which may be
+	// after the client has read it: read the counters once every actor has
+	// stopped.
+	if err := srv.Shutdown(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.Received != clients*per || st.Answered != clients*per {
 		t.Fatalf("server stats %+v", st)
 	}
 }

@@ -666,12 +666,15 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 	if err == nil {
 		buf := getFrame()
 		*buf = envelope.AppendResponse(*buf, t.id(), data)
+		// Counted before the write: the peer may read the reply (and the
+		// caller look at Stats) before Write returns. Undone if it fails.
+		a.stats().Answered.Add(1)
 		werr := a.t.Write(*buf)
 		putFrame(buf)
 		if werr == nil {
-			a.stats().Answered.Add(1)
 			return
 		}
+		a.stats().Answered.Add(-1)
 		// Too large, or the peer reads too slowly: tell it with a (small)
 		// error reply rather than let it wait for its timeout.
 		a.badInput(fmt.Errorf("%w: %w", ErrReplyNotSent, werr))
@@ -697,9 +700,9 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 func (a *Actor) replyError(id []byte, code, message string) {
 	buf := getFrame()
 	*buf = envelope.AppendErrorResponse(*buf, id, envelope.Error{Code: code, Message: message})
-	if err := a.t.Write(*buf); err == nil {
-		a.stats().AnsweredError.Add(1)
-	} else {
+	a.stats().AnsweredError.Add(1) // before the write, as in result
+	if err := a.t.Write(*buf); err != nil {
+		a.stats().AnsweredError.Add(-1)
 		a.stats().RepliesNotSent.Add(1)
 	}
 	putFrame(buf)

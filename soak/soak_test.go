@@ -78,7 +78,10 @@ func TestShortChaosSoak(t *testing.T) {
 	if cl.Latency.Count == 0 || cl.Latency.P99 < cl.Latency.P50 {
 		t.Errorf("latency percentiles: %+v", cl.Latency)
 	}
-	if len(rep.Samples) < 4 {
+	// One sample a second is the aim, but a ticker drops ticks while a
+	// sample (GC, FreeOSMemory) runs late on a loaded machine: ask for
+	// enough to draw the plots.
+	if len(rep.Samples) < 2 {
 		t.Errorf("%d samples for %v", len(rep.Samples), cfg.Duration)
 	}
 	for _, f := range []string{"report.json", "summary.txt", "throughput.png", "latency.png", "rss.png", "goroutines.png", "restarts.png"} {
