@@ -89,13 +89,18 @@ func NewPool(maxWorkers, queueSize int) (*Pool, error) {
 	}, nil
 }
 
-// TrySubmit runs r on a worker, now or after the tasks queued before it. It
-// never blocks; it reports false when the pool is full or closed, or r is
-// nil. r must not panic: callers wrap user code (the actor does).
+// TrySubmit runs r on a worker, now or soon after the tasks queued before
+// it (a task handed to a worker that is just going idle may overtake one
+// queued task). It never blocks; it reports false when the pool is full or
+// closed, or r is nil. r must not panic: callers wrap user code (the actor
+// does).
 //
 // A submit takes no lock unless every worker is busy: it hands r to an idle
 // worker if one waits, else starts a worker while there are fewer than
-// maxWorkers, else queues r under the pool's mutex.
+// maxWorkers, else queues r under the pool's mutex. A worker between two
+// tasks is not yet waiting, so with maxWorkers workers all started and no
+// queue room (queueSize 0) a submit in that moment is refused although a
+// worker is about to be free: give the queue some room.
 func (p *Pool) TrySubmit(r Runner) bool {
 	s := p.state.Load()
 	if s&closedBit != 0 || r == nil {
