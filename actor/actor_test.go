@@ -774,8 +774,17 @@ func ExampleActor_Request() {
 }
 
 func BenchmarkRoundTripInMemory(b *testing.B) {
-	pool := newPool(b, 64, 1024)
-	p := newPair(b, newConfig(b), newConfig(b, actor.WithHandler(double, pool)))
+	benchPair(b, newConfig(b, actor.WithHandler(double, newPool(b, 64, 1024))))
+}
+
+func BenchmarkRoundTripInMemoryParallel(b *testing.B) {
+	benchPairParallel(b, newConfig(b, actor.WithHandler(double, newPool(b, 64, 1024))))
+}
+
+// benchPair measures sequential in-memory round trips to a peer
+// configured by cfgB.
+func benchPair(b *testing.B, cfgB *actor.Config) {
+	p := newPair(b, newConfig(b), cfgB)
 	data := []byte(`{"n":1}`)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -785,9 +794,10 @@ func BenchmarkRoundTripInMemory(b *testing.B) {
 	}
 }
 
-func BenchmarkRoundTripInMemoryParallel(b *testing.B) {
-	pool := newPool(b, 64, 1024)
-	p := newPair(b, newConfig(b), newConfig(b, actor.WithHandler(double, pool)))
+// benchPairParallel is benchPair with 32 × GOMAXPROCS requests
+// in flight.
+func benchPairParallel(b *testing.B, cfgB *actor.Config) {
+	p := newPair(b, newConfig(b), cfgB)
 	data := []byte(`{"n":1}`)
 	b.ReportAllocs()
 	b.SetParallelism(32)

@@ -197,30 +197,10 @@ func TestInlineHandlerTimeoutCtx(t *testing.T) {
 }
 
 // The in-memory round trips of actor_test.go with the handler inline.
-func BenchmarkRoundTripInMemoryInline(b *testing.B) {
-	p := newPair(b, newConfig(b), inlineConfig(b, double))
-	data := []byte(`{"n":1}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := p.a.Request(context.Background(), data); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkRoundTripInMemoryInline(b *testing.B) { benchPair(b, inlineConfig(b, double)) }
 
 func BenchmarkRoundTripInMemoryInlineParallel(b *testing.B) {
-	p := newPair(b, newConfig(b), inlineConfig(b, double))
-	data := []byte(`{"n":1}`)
-	b.ReportAllocs()
-	b.SetParallelism(32)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := p.a.Request(context.Background(), data); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	benchPairParallel(b, inlineConfig(b, double))
 }
 
 // Request from an inline handler on its own actor, with the handler's ctx or
