@@ -47,38 +47,8 @@ type flags struct {
 
 func main() {
 	var f flags
-	flag.StringVar(&f.role, "role", "driver", "driver, server (one implementation's server, a child process) or hold (holds idle connections, a child process)")
-	flag.StringVar(&f.impl, "impl", "wsactor", "server/hold roles: raw, naive, wsactor (or discard for a server)")
-	flag.StringVar(&f.listen, "listen", "127.0.0.1:0", "server role: address to listen on")
-	flag.StringVar(&f.url, "url", "", "hold role: the server's ws:// URL")
-	flag.IntVar(&f.conns, "conns", 1000, "hold role: connections to hold")
-	flag.StringVar(&f.cpuprofile, "cpuprofile", "", "server role: write a CPU profile of the whole process life to this file")
-	flag.IntVar(&f.memRate, "memprofilerate", 0, "server role: runtime.MemProfileRate (1 records every allocation; for /debug/pprof/heap)")
-	flag.BoolVar(&f.contention, "contention", false, "record mutex and block profiles (server children serve /debug/pprof/; with -profile the driver writes both sides' for the profiled round)")
-
-	flag.StringVar(&f.impls, "impls", "raw,naive,wsactor,wsactor-inline", "implementations to compare")
-	flag.StringVar(&f.scenarios, "scenarios", "seq,inflight,conns", "seq: 1 connection, 1 in flight; inflight: 1 connection, -inflight in flight; conns: -many connections, 1 in flight each")
-	flag.StringVar(&f.payloads, "payloads", "small,large", "payloads: small (~100 B), large (~4 KiB) or a size in bytes")
-	flag.IntVar(&f.rounds, "rounds", 5, "measured rounds (implementations interleaved in each)")
-	flag.DurationVar(&f.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each measurement")
-	flag.DurationVar(&f.duration, "duration", 2*time.Second, "measured window of each measurement")
-	flag.IntVar(&f.manyConns, "many", 1000, "connections of the conns scenario")
-	flag.IntVar(&f.inflight, "inflight", 64, "requests in flight of the inflight scenario")
-	flag.StringVar(&f.out, "out", "", "JSON results file (default bench/results.json, bench/mem.json or bench/pending.json)")
-	flag.BoolVar(&f.md, "md", false, "also print the tables as Markdown")
-	flag.StringVar(&f.profile, "profile", "", "after the rounds, run one more round with CPU profiles of server and client written to this directory")
-
-	flag.IntVar(&f.mem, "mem", 0, "measure idle server memory per connection at this many connections")
-	flag.StringVar(&f.memImpls, "mem-impls", "raw,wsactor", "implementations for -mem")
-	flag.IntVar(&f.memPerServer, "mem-per-server", 15000, "-mem: connections per server process (an fd limit of 20,000 per process)")
-	flag.IntVar(&f.memRounds, "mem-rounds", 2, "-mem: rounds (implementations interleaved)")
-	flag.StringVar(&f.memProfile, "mem-profile", "", "-mem: after the rounds, write heap profiles (MemProfileRate 1) of each implementation's idle servers to this directory: heap-<impl>.pb.gz and its baseline heap-<impl>-base.pb.gz, for go tool pprof -base")
-
-	flag.IntVar(&f.pending, "pending", 0, "measure this many pending wsactor requests expiring in one process")
-	flag.DurationVar(&f.pendingTimeout, "pending-timeout", 20*time.Second, "-pending: the request timeout")
-	flag.BoolVar(&f.pendingShared, "pending-shared-deadline", false, "-pending: give every request the same ctx with one deadline (instead of the request timeout), so that all expire at once")
-	flag.DurationVar(&f.pendingWriteTO, "pending-write-timeout", 0, "-pending: the client's WithWriteTimeout (0: the library's default)")
-	flag.Parse()
+	fs := newFlagSet(&f)
+	_ = fs.Parse(os.Args[1:]) // ExitOnError: -h prints the usage and exits 0, a bad flag exits 2
 
 	var err error
 	switch f.role {
@@ -101,6 +71,84 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
+	}
+}
+
+// usageSummary is the first line of -h.
+const usageSummary = "bench compares wsactor with raw gws echo and a naive layer over loopback TCP."
+
+// flagGroups orders -h: the driver's modes, then the flags of the child
+// processes the driver starts itself (a user never needs them).
+var flagGroups = []struct {
+	title string
+	names []string
+}{
+	{"Throughput, latency and CPU (the default mode):", []string{"impls", "scenarios", "payloads", "rounds", "warmup", "duration", "many", "inflight", "md", "out", "profile", "contention"}},
+	{"Idle memory per connection (-mem N):", []string{"mem", "mem-impls", "mem-per-server", "mem-rounds", "mem-profile"}},
+	{"Pending requests expiring (-pending N):", []string{"pending", "pending-timeout", "pending-shared-deadline", "pending-write-timeout"}},
+	{"Child processes (the driver starts these itself with -role server or -role hold):", []string{"role", "impl", "listen", "url", "conns", "cpuprofile", "memprofilerate"}},
+}
+
+// newFlagSet defines bench's flags into f.
+func newFlagSet(f *flags) *flag.FlagSet {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	fs.StringVar(&f.role, "role", "driver", "driver, server (one implementation's server, a child process) or hold (holds idle connections, a child process)")
+	fs.StringVar(&f.impl, "impl", "wsactor", "server/hold roles: raw, naive, wsactor (or discard for a server)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "server role: address to listen on")
+	fs.StringVar(&f.url, "url", "", "hold role: the server's ws:// URL")
+	fs.IntVar(&f.conns, "conns", 1000, "hold role: connections to hold")
+	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "server role: write a CPU profile of the whole process life to this file")
+	fs.IntVar(&f.memRate, "memprofilerate", 0, "server role: runtime.MemProfileRate (1 records every allocation; for /debug/pprof/heap)")
+	fs.BoolVar(&f.contention, "contention", false, "record mutex and block profiles (server children serve /debug/pprof/; with -profile the driver writes both sides' for the profiled round)")
+
+	fs.StringVar(&f.impls, "impls", "raw,naive,wsactor,wsactor-inline", "implementations to compare")
+	fs.StringVar(&f.scenarios, "scenarios", "seq,inflight,conns", "seq: 1 connection, 1 in flight; inflight: 1 connection, -inflight in flight; conns: -many connections, 1 in flight each")
+	fs.StringVar(&f.payloads, "payloads", "small,large", "payloads: small (~100 B), large (~4 KiB) or a size in bytes")
+	fs.IntVar(&f.rounds, "rounds", 5, "measured rounds (implementations interleaved in each)")
+	fs.DurationVar(&f.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each measurement")
+	fs.DurationVar(&f.duration, "duration", 2*time.Second, "measured window of each measurement")
+	fs.IntVar(&f.manyConns, "many", 1000, "connections of the conns scenario")
+	fs.IntVar(&f.inflight, "inflight", 64, "requests in flight of the inflight scenario")
+	fs.StringVar(&f.out, "out", "", "JSON results file (default bench/results.json, bench/mem.json or bench/pending.json)")
+	fs.BoolVar(&f.md, "md", false, "also print the tables as Markdown")
+	fs.StringVar(&f.profile, "profile", "", "after the rounds, run one more round with CPU profiles of server and client written to this directory")
+
+	fs.IntVar(&f.mem, "mem", 0, "measure idle server memory per connection at this many connections")
+	fs.StringVar(&f.memImpls, "mem-impls", "raw,wsactor", "implementations for -mem")
+	fs.IntVar(&f.memPerServer, "mem-per-server", 15000, "-mem: connections per server process (an fd limit of 20,000 per process)")
+	fs.IntVar(&f.memRounds, "mem-rounds", 2, "-mem: rounds (implementations interleaved)")
+	fs.StringVar(&f.memProfile, "mem-profile", "", "-mem: after the rounds, write heap profiles (MemProfileRate 1) of each implementation's idle servers to this directory: heap-<impl>.pb.gz and its baseline heap-<impl>-base.pb.gz, for go tool pprof -base")
+
+	fs.IntVar(&f.pending, "pending", 0, "measure this many pending wsactor requests expiring in one process")
+	fs.DurationVar(&f.pendingTimeout, "pending-timeout", 20*time.Second, "-pending: the request timeout")
+	fs.BoolVar(&f.pendingShared, "pending-shared-deadline", false, "-pending: give every request the same ctx with one deadline (instead of the request timeout), so that all expire at once")
+	fs.DurationVar(&f.pendingWriteTO, "pending-write-timeout", 0, "-pending: the client's WithWriteTimeout (0: the library's default)")
+	fs.Usage = func() { usage(fs) }
+	return fs
+}
+
+// usage prints -h: the summary, how to run it, then the flags by group.
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintln(w, usageSummary)
+	fmt.Fprint(w, `
+usage (figures and commands: BENCHMARKS.md):
+  go run ./bench [flags]                   throughput, latency and CPU
+  go run ./bench -mem 10000 [flags]        idle memory per connection
+  go run ./bench -pending 1000000 [flags]  pending requests expiring
+`)
+	for _, g := range flagGroups {
+		fmt.Fprintf(w, "\n%s\n", g.title)
+		// The group's flags, printed by the flag package itself (sorted,
+		// with their defaults as defined, not as parsed so far).
+		group := flag.NewFlagSet(g.title, flag.ContinueOnError)
+		group.SetOutput(w)
+		for _, name := range g.names {
+			fl := fs.Lookup(name)
+			group.Var(fl.Value, fl.Name, fl.Usage)
+			group.Lookup(name).DefValue = fl.DefValue
+		}
+		group.PrintDefaults()
 	}
 }
 
