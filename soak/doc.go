@@ -67,11 +67,14 @@
 // # Output
 //
 // A live status line on stderr (a progress bar, when stderr is a terminal
-// and not -quiet), then a text summary on stdout; in -out (default
+// and not -quiet; it fits 80 columns, dropping its least important fields
+// when it must), then a text summary on stdout; in -out (default
 // soak/out/<timestamp>, git-ignored): report.json (config, ledgers,
 // outcomes, Stats, latency percentiles from HdrHistogram, chaos counts,
-// memory, per-second samples), summary.txt, and PNG plots of throughput,
-// p50/p99 latency, RSS, goroutines and restarts over time.
+// memory, per-second samples), summary.txt, and PNG plots over time of
+// throughput (client → server and server → client in panels of their own),
+// p50/p99 latency, RSS, goroutines and connections (one panel each) and
+// restarts, with the legends beside the panels.
 //
 // # Long runs: splitting into processes
 //

@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +19,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // Report is what a run found: written as report.json and summary.txt in
@@ -255,64 +260,174 @@ func writeOut(r *Report, cfg *Config) error {
 }
 
 // plots draws the per-second samples: throughput, latency, RSS,
-// goroutines and restarts over time.
+// goroutines and connections, restarts over time, one PNG each.
 func plots(samples []Sample, dir string) error {
-	series := func(f func(Sample) float64) plotter.XYs {
-		xy := make(plotter.XYs, len(samples))
-		for i, s := range samples {
-			xy[i].X, xy[i].Y = s.T, f(s)
+	for _, ch := range charts {
+		img, _, err := ch.render(samples)
+		if err != nil {
+			return fmt.Errorf("soak: plot %s: %w", ch.file, err)
 		}
-		return xy
+		f, err := os.Create(filepath.Join(dir, ch.file))
+		if err != nil {
+			return err
+		}
+		_, err = vgimg.PngCanvas{Canvas: img}.WriteTo(f)
+		if err := errors.Join(err, f.Close()); err != nil {
+			return fmt.Errorf("soak: plot %s: %w", ch.file, err)
+		}
 	}
-	type line struct {
-		name string
-		f    func(Sample) float64
-	}
-	for _, pl := range []struct {
-		file, title, unit string
-		lines             []line
-	}{
-		{"throughput.png", "Requests ended per second", "req/s", []line{
-			{"client → server", func(s Sample) float64 { return s.ClientRate }},
-			{"client → server replies", func(s Sample) float64 { return s.ClientOK }},
-			{"server → client", func(s Sample) float64 { return s.ServerRate }},
+	return nil
+}
+
+// A chart is one PNG: panels stacked over the same time axis. Lines share
+// a panel only when they share a unit and a scale; each panel with more
+// than one line has its legend beside it, off the curves.
+type chart struct {
+	file, title string
+	panels      []panel
+}
+
+// A panel is one plot of a chart; label names its Y axis (and the line,
+// when it has one).
+type panel struct {
+	label string
+	lines []line
+}
+
+type line struct {
+	name string
+	f    func(Sample) float64
+}
+
+var charts = []chart{
+	{"throughput.png", "Requests ended per second", []panel{
+		{"client → server req/s", []line{
+			{"every outcome", func(s Sample) float64 { return s.ClientRate }},
+			{"replies", func(s Sample) float64 { return s.ClientOK }},
 		}},
-		{"latency.png", "Echo round trip (per second)", "ms", []line{
+		{"server → client req/s", []line{
+			{"every outcome", func(s Sample) float64 { return s.ServerRate }},
+		}},
+	}},
+	{"latency.png", "Echo round trip (per second)", []panel{
+		{"ms", []line{
 			{"p50", func(s Sample) float64 { return s.P50 }},
 			{"p99", func(s Sample) float64 { return s.P99 }},
 			{"server p50", func(s Sample) float64 { return s.SrvP50 }},
 			{"server p99", func(s Sample) float64 { return s.SrvP99 }},
 		}},
-		{"rss.png", "Memory", "MiB", []line{
+	}},
+	{"rss.png", "Memory", []panel{
+		{"MiB", []line{
 			{"RSS", func(s Sample) float64 { return s.RSSMiB }},
 			{"heap in use", func(s Sample) float64 { return s.HeapMiB }},
 		}},
-		{"goroutines.png", "Goroutines and connections", "count", []line{
-			{"goroutines", func(s Sample) float64 { return float64(s.Goroutines) }},
-			{"connections", func(s Sample) float64 { return float64(s.Conns) }},
-		}},
-		{"restarts.png", "Actor restarts and reconnects (cumulative)", "count", []line{
+	}},
+	{"goroutines.png", "Goroutines and connections", []panel{
+		{"goroutines", []line{{"goroutines", func(s Sample) float64 { return float64(s.Goroutines) }}}},
+		{"connections", []line{{"connections", func(s Sample) float64 { return float64(s.Conns) }}}},
+	}},
+	{"restarts.png", "Actor restarts and reconnects (cumulative)", []panel{
+		{"count", []line{
 			{"restarts", func(s Sample) float64 { return float64(s.Restarts) }},
 			{"reconnects", func(s Sample) float64 { return float64(s.Reconnects) }},
 			{"violations", func(s Sample) float64 { return float64(s.Violations) }},
 		}},
-	} {
+	}},
+}
+
+// chartLayout is where render put things, for the tests: per panel, the
+// area of its curves and of its legend (empty for a panel of one line).
+type chartLayout struct {
+	size    vg.Point
+	data    []vg.Rectangle
+	legends []vg.Rectangle
+}
+
+// render draws the chart, 8 × 3 inches per panel.
+func (ch chart) render(samples []Sample) (*vgimg.Canvas, chartLayout, error) {
+	const width, panelHeight = 8 * vg.Inch, 3 * vg.Inch
+	pad := vg.Points(8)
+	img := vgimg.New(width, panelHeight*vg.Length(len(ch.panels)))
+	dc := draw.New(img)
+	lay := chartLayout{size: dc.Size(), data: make([]vg.Rectangle, len(ch.panels)), legends: make([]vg.Rectangle, len(ch.panels))}
+
+	rows := make([][]*plot.Plot, len(ch.panels))
+	legends := make([]*plot.Legend, len(ch.panels))
+	var legendWidth vg.Length
+	for i, pn := range ch.panels {
 		p := plot.New()
-		p.Title.Text = pl.title
-		p.X.Label.Text = "seconds"
-		p.Y.Label.Text = pl.unit
+		if i == 0 {
+			p.Title.Text = ch.title
+		}
+		if i == len(ch.panels)-1 {
+			p.X.Label.Text = "seconds"
+		}
+		p.Y.Label.Text = pn.label
+		p.Y.Tick.Marker = humanTicks{}
 		p.Add(plotter.NewGrid())
 		var args []any
-		for _, l := range pl.lines {
-			args = append(args, l.name, series(l.f))
+		for _, l := range pn.lines {
+			xy := make(plotter.XYs, len(samples))
+			for j, s := range samples {
+				xy[j].X, xy[j].Y = s.T, l.f(s)
+			}
+			args = append(args, l.name, xy)
 		}
 		if err := plotutil.AddLines(p, args...); err != nil {
-			return err
+			return nil, lay, err
 		}
-		p.Legend.Top = true
-		if err := p.Save(8*vg.Inch, 4*vg.Inch, filepath.Join(dir, pl.file)); err != nil {
-			return err
+		// Rates, sizes and counts: from 0, with some room above the
+		// highest point (and a range even when every value is 0).
+		p.Y.Min = min(p.Y.Min, 0)
+		p.Y.Max = max(p.Y.Max+0.05*(p.Y.Max-p.Y.Min), p.Y.Min+1)
+		if len(pn.lines) > 1 {
+			leg := p.Legend
+			leg.Top, leg.Left = true, true
+			leg.Padding = vg.Points(3)
+			legends[i] = &leg
+			legendWidth = max(legendWidth, leg.Rectangle(dc).Size().X)
+		}
+		p.Legend = plot.NewLegend() // none inside: it is drawn beside the panel
+		rows[i] = []*plot.Plot{p}
+	}
+	if legendWidth > 0 {
+		legendWidth += 2 * pad
+	}
+	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadTop: pad, PadBottom: pad, PadLeft: pad, PadRight: pad, PadY: 2 * pad}
+	areas := plot.Align(rows, tiles, draw.Crop(dc, 0, -legendWidth, 0, 0))
+	for i, row := range rows {
+		p, area := row[0], areas[i][0]
+		p.Draw(area)
+		data := p.DataCanvas(area)
+		lay.data[i] = data.Rectangle
+		if legends[i] == nil {
+			continue
+		}
+		// The legend's column, right of the plots, from the top of the
+		// panel's curves.
+		col := data
+		col.Min.X, col.Max.X = area.Max.X+pad, dc.Max.X-pad
+		legends[i].Draw(col)
+		lay.legends[i] = legends[i].Rectangle(col)
+	}
+	return img, lay, nil
+}
+
+// humanTicks are plot.DefaultTicks labelled like the status line: 12k,
+// 1.5M, 0.25 (not 12000.00).
+type humanTicks struct{}
+
+func (humanTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i, t := range ticks {
+		switch {
+		case t.Label == "":
+		case math.Abs(t.Value) >= 1e4:
+			ticks[i].Label = human(t.Value)
+		default:
+			ticks[i].Label = strconv.FormatFloat(t.Value, 'f', -1, 64)
 		}
 	}
-	return nil
+	return ticks
 }
