@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/sourcegraph/conc"
 	"github.com/wsactor/wsactor/actor"
@@ -51,17 +52,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	cl := &Client{url: url, ready: make(chan struct{}), done: make(chan struct{})}
-	if cl.sh, err = newShared(o, &cl.stats); err != nil {
-		return nil, err
-	}
-	first, err := cl.connect(ctx)
-	if err != nil {
-		cl.sh.pool.Close()
-		return nil, err
-	}
-	cl.first = first
-	cl.cur = first
-	close(cl.ready)
+	// The supervisor validates its options: before any network I/O.
 	cl.sup, err = supervisor.New(cl.run,
 		supervisor.WithRestart(supervisor.Transient),
 		supervisor.WithIntensity(o.reconnectMax, o.reconnectWithin),
@@ -70,11 +61,19 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		supervisor.WithOnRestart(func(supervisor.RestartEvent) { cl.stats.reconnects.Add(1) }),
 	)
 	if err != nil {
-		_ = first.wc.Close(1000, "")
-		first.wc.Serve()
-		cl.sh.pool.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w: WithReconnect: %w", ErrInvalidOption, err)
 	}
+	if cl.sh, err = newShared(o, &cl.stats); err != nil {
+		return nil, public(err)
+	}
+	first, err := cl.connect(ctx)
+	if err != nil {
+		cl.sh.pool.Close()
+		return nil, public(err)
+	}
+	cl.first = first
+	cl.cur = first
+	close(cl.ready)
 	runCtx, cancel := context.WithCancel(context.Background())
 	cl.cancel = cancel
 	cl.wg.Go(func() {
@@ -92,7 +91,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		if cl.err == nil {
 			switch {
 			case err != nil:
-				cl.err = err
+				cl.err = public(err)
 			case cl.closing:
 				cl.err = ErrClosed
 			default:
@@ -109,12 +108,16 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 	return cl, nil
 }
 
-// connect dials once and makes the Conn; its read loop is not started.
+// connect dials once, within ctx and the dial timeout, and makes the Conn;
+// its read loop is not started.
 func (cl *Client) connect(ctx context.Context) (*Conn, error) {
 	c := newConn(cl.sh)
-	wc, _, err := conn.Dial(ctx, cl.url, cl.sh.o.header, (*connEvents)(c), cl.sh.connOptions(conn.Client))
+	d := cl.sh.o.dialTimeout
+	dctx, cancel := context.WithTimeoutCause(ctx, d, dialTimeout{d})
+	defer cancel() // after a handshake, the Conn no longer depends on dctx
+	wc, _, err := conn.Dial(dctx, cl.url, cl.sh.o.header, (*connEvents)(c), cl.sh.connOptions(conn.Client))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w to %s: %w", ErrDial, cl.url, err)
 	}
 	if err := c.start(wc); err != nil {
 		_ = wc.Close(1011, "")
@@ -124,6 +127,16 @@ func (cl *Client) connect(ctx context.Context) (*Conn, error) {
 	cl.stats.accepted.Add(1)
 	return c, nil
 }
+
+// dialTimeout is the cause of a connection attempt cut by
+// [WithDialTimeout]; it matches [context.DeadlineExceeded].
+type dialTimeout struct{ d time.Duration }
+
+func (e dialTimeout) Error() string {
+	return "no connection within the dial timeout (" + e.d.String() + ")"
+}
+func (dialTimeout) Is(target error) bool { return target == context.DeadlineExceeded }
+func (dialTimeout) Timeout() bool        { return true }
 
 // run is the supervised child: one connection, from dial to close.
 func (cl *Client) run(ctx context.Context) error {
@@ -151,11 +164,14 @@ func (cl *Client) run(ctx context.Context) error {
 	cl.ready = make(chan struct{})
 	cl.mu.Unlock()
 
-	err := c.Err()
-	if errors.Is(err, conn.ErrServerEnded) || ctx.Err() != nil {
+	err := c.Err() // ErrConnLost wrapping why, unless on purpose
+	if errors.Is(err, ErrServerEnded) || ctx.Err() != nil {
 		return nil // on purpose: no reconnect
 	}
-	return fmt.Errorf("%w: %w", ErrConnLost, err)
+	if !errors.Is(err, ErrConnLost) {
+		err = fmt.Errorf("%w: %w", ErrConnLost, err)
+	}
+	return err
 }
 
 // Conn returns the current connection, waiting for one while the client
@@ -174,7 +190,7 @@ func (cl *Client) Conn(ctx context.Context) (*Conn, error) {
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return nil, actor.CtxError(ctx)
+			return nil, public(actor.CtxError(ctx))
 		}
 	}
 }
@@ -257,7 +273,7 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 	cl.cancel()
 	cl.wg.Wait()
 	cl.sh.pool.Close()
-	return err
+	return public(err)
 }
 
 // Close closes the connection at once (pending requests fail with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -50,7 +51,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	}
 	s := &Server{conns: make(map[*Conn]struct{})}
 	if s.sh, err = newShared(o, &s.stats); err != nil {
-		return nil, err
+		return nil, public(err)
 	}
 	s.sh.gone = func(c *Conn) {
 		s.mu.Lock()
@@ -58,7 +59,8 @@ func NewServer(opts ...Option) (*Server, error) {
 		s.mu.Unlock()
 	}
 	if s.up, err = conn.NewUpgrader(s.sh.connOptions(conn.Server)); err != nil {
-		return nil, err
+		s.sh.pool.Close()
+		return nil, public(fmt.Errorf("%w: %w", ErrInvalidOption, err))
 	}
 	return s, nil
 }
@@ -245,7 +247,7 @@ func (s *Server) Conns() []*Conn {
 // (it would wait for itself): start it on a goroutine of its own. A second
 // call waits for the first and returns its result.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutOnce.Do(func() { s.shutErr = s.shutdown(ctx) })
+	s.shutOnce.Do(func() { s.shutErr = public(s.shutdown(ctx)) })
 	return s.shutErr
 }
 
