@@ -255,7 +255,11 @@ func (cl *Client) Err() error {
 
 // Shutdown drains the current connection (no new requests either way; those
 // in flight may finish until ctx ends), closes it and stops reconnecting.
-// It returns when every goroutine of the client has finished.
+// When ctx ends first, the requests still in flight fail with
+// [ErrShutdown] and the connection is aborted (a server that does not read
+// no longer holds it for the write timeout). It returns when every
+// goroutine of the client has finished: nil, or an error matching ctx's if
+// ctx ended first.
 func (cl *Client) Shutdown(ctx context.Context) error {
 	cl.mu.Lock()
 	cl.closing = true
@@ -271,22 +275,48 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 		c.a.Stop(ErrShutdown, 1000, "client shutting down")
 	}
 	cl.cancel()
+	if err == nil {
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
+		cl.abort(ErrShutdown, "client shutting down")
+	}
 	cl.wg.Wait()
 	cl.sh.pool.Close()
 	return public(err)
 }
 
 // Close closes the connection at once (pending requests fail with
-// [ErrClosed]) and stops reconnecting. It returns when every goroutine of
-// the client has finished.
+// [ErrClosed]; a server that reads still gets the close frame, one that
+// does not is not waited for) and stops reconnecting. It returns when every
+// goroutine of the client has finished.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	cl.closing = true
 	cl.mu.Unlock()
 	cl.cancel()
+	cl.abort(ErrClosed, "client closing")
 	cl.wg.Wait()
 	cl.sh.pool.Close()
 	return nil
+}
+
+// abort stops the current connection's actor with cause and hurries its
+// close (see conn.Conn.Abort): it is not waited for on a stalled server.
+func (cl *Client) abort(cause error, reason string) {
+	cl.mu.Lock()
+	c := cl.cur
+	cl.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.a.Stop(cause, 1000, reason) // nothing if it stopped already
+	<-c.a.Done()                  // quick: the loop never blocks; it has closed the conn
+	_ = c.wc.Abort()
 }
 
 // Stats returns a snapshot of the client's counters.
