@@ -137,6 +137,13 @@ func TestReconnectToBlackHoleKeepsRetrying(t *testing.T) {
 	for i := range 3 {
 		recv(t, bh.accepts, "reconnect attempt "+string(rune('1'+i)))
 	}
+	// Between connections: what cannot wait says so.
+	if err := cl.Send("x"); !errors.Is(err, wsactor.ErrNotConnected) {
+		t.Fatalf("Send while reconnecting = %v, want ErrNotConnected", err)
+	}
+	if err := cl.Go(ctxWait(t), "x", func(wsactor.Response, error) {}); !errors.Is(err, wsactor.ErrNotConnected) {
+		t.Fatalf("Go while reconnecting = %v, want ErrNotConnected", err)
+	}
 	// Requests meanwhile wait for a connection until their ctx ends.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
