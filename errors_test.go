@@ -352,3 +352,34 @@ func TestErrorTable(t *testing.T) {
 		}
 	}
 }
+
+// A handler's ctx ends when the handler returns: a follow-up request made
+// with it afterwards fails with ErrCanceled, one made with
+// context.WithoutCancel(ctx) goes through (the RequestHandler doc).
+func TestHandlerCtxEndsOnReturn(t *testing.T) {
+	followUps := make(chan error, 2)
+	_, url := startServer(t, wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		go func() {
+			<-ctx.Done() // the handler has returned
+			_, err := c.Request(ctx, "with the handler's ctx")
+			followUps <- err
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
+			defer cancel()
+			_, err = c.Request(fctx, "without its cancel")
+			followUps <- err
+		}()
+		return "accepted", nil
+	}))
+	cl := dial(t, url, wsactor.WithRequestHandler(func(_ context.Context, _ *wsactor.Conn, req wsactor.Request) (any, error) {
+		return req.Data, nil
+	}))
+	if _, err := cl.Request(ctxWait(t), "start"); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, followUps, "follow-up with ctx"); !errors.Is(err, wsactor.ErrCanceled) || !errors.Is(err, context.Canceled) {
+		t.Errorf("follow-up with the handler's ctx: %v, want ErrCanceled", err)
+	}
+	if err := recv(t, followUps, "follow-up without cancel"); err != nil {
+		t.Errorf("follow-up with WithoutCancel: %v", err)
+	}
+}

@@ -25,6 +25,22 @@ import (
 // err.Error() as its message. ctx ends when the peer cancels or its timeout
 // passes, or the connection restarts, closes or shuts down: handlers must
 // return when it does.
+//
+// ctx also ends when the handler returns. Work the handler starts that must
+// outlive it (a follow-up request to the peer, sent once the reply is out)
+// needs a ctx of its own, e.g. without the cancel but with the values:
+//
+//	func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+//		go func() {
+//			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+//			defer cancel()
+//			_, _ = c.Request(fctx, "follow-up") // not cut off when the handler returns
+//		}()
+//		return "accepted", nil
+//	}
+//
+// With ctx itself that Request would fail with [ErrCanceled] as soon as
+// the handler returned.
 type RequestHandler func(ctx context.Context, c *Conn, req Request) (any, error)
 
 // MessageHandler receives a plain message (any JSON value that is not a
