@@ -123,9 +123,11 @@ const (
 	DefaultMaxOutboundBytes = 4 << 20
 	DefaultWriteTimeout     = 10 * time.Second
 	// AbortGrace bounds each socket write, and the wait for the peer's
-	// close frame, after [Conn.Abort]: long enough for a write the socket
-	// takes at once, too short to wait on a peer.
-	AbortGrace = 10 * time.Millisecond
+	// close frame, after [Conn.Abort]: a write the socket takes at once
+	// needs microseconds, but the writing goroutine may be descheduled
+	// between setting the deadline and writing on a busy machine; too short
+	// to wait on a peer that does not read.
+	AbortGrace = 100 * time.Millisecond
 )
 
 // Options configures a Conn. The zero value means all defaults; a zero field
