@@ -121,7 +121,7 @@ func TestReconnectToBlackHoleKeepsRetrying(t *testing.T) {
 	bh := newBlackHole(t, strings.TrimPrefix(strings.TrimSuffix(url, "/primus"), "ws://"))
 	connected := make(chan struct{}, 10)
 	cl := dial(t, bh.url(),
-		wsactor.WithDialTimeout(100*time.Millisecond),
+		wsactor.WithDialTimeout(time.Second), // the first attempt passes through to the server
 		wsactor.WithReconnect(wsactor.Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}, 1000, time.Minute, 0),
 		wsactor.WithConnectHook(func(*wsactor.Conn) { connected <- struct{}{} }))
 	recv(t, connected, "first connection")
@@ -131,8 +131,8 @@ func TestReconnectToBlackHoleKeepsRetrying(t *testing.T) {
 		t.Fatal("want the no_handler error reply")
 	}
 	bh.drop()
-	// Several more attempts, each cut by the dial timeout: 3 within
-	// 15s is a bound no slow machine misses (100ms timeout + 20ms backoff
+	// Several more attempts, each cut by the dial timeout: each of 3 within
+	// 15s is a bound no slow machine misses (1s timeout + 20ms backoff
 	// each), and one that a client hanging in its first attempt never meets.
 	for i := range 3 {
 		recv(t, bh.accepts, "reconnect attempt "+string(rune('1'+i)))
