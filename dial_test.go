@@ -91,7 +91,9 @@ func (b *blackHole) drop() {
 func TestDialHandshakeTimeout(t *testing.T) {
 	bh := newBlackHole(t, "")
 	ctx := ctxWait(t) // 15s: far beyond the dial timeout
+	begin := time.Now()
 	_, err := wsactor.Dial(ctx, bh.url(), wsactor.WithDialTimeout(200*time.Millisecond))
+	t.Logf("Dial returned after %v: %v", time.Since(begin), err)
 	if ctx.Err() != nil {
 		t.Fatalf("Dial returned only when its ctx ended: %v", err)
 	}
