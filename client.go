@@ -40,6 +40,7 @@ type Client struct {
 	err     error // why the client ended
 	first   *Conn // the connection Dial made, handed to the first run
 	closing bool  // Close/Shutdown asked: end without reconnecting
+	abort   bool  // Close asked (or Shutdown's ctx ended): do not wait on the server
 }
 
 // Dial connects to url (ws://host:port/primus) and returns a client that
@@ -155,7 +156,16 @@ func (cl *Client) run(ctx context.Context) error {
 		cl.mu.Unlock()
 	}
 
-	stop := context.AfterFunc(ctx, func() { c.a.Stop(ErrClosed, 1000, "client closing") })
+	stop := context.AfterFunc(ctx, func() {
+		c.a.Stop(ErrClosed, 1000, "client closing")
+		cl.mu.Lock()
+		abort := cl.abort
+		cl.mu.Unlock()
+		if abort { // also a connection made while Close was cancelling
+			<-c.a.Done()
+			_ = c.wc.Abort()
+		}
+	})
 	c.wc.Serve()
 	stop()
 
@@ -283,7 +293,7 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		cl.abort(ErrShutdown, "client shutting down")
+		cl.abortCurrent(ErrShutdown, "client shutting down")
 	}
 	cl.wg.Wait()
 	cl.sh.pool.Close()
@@ -296,19 +306,21 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 // goroutine of the client has finished.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
-	cl.closing = true
+	cl.closing, cl.abort = true, true
 	cl.mu.Unlock()
 	cl.cancel()
-	cl.abort(ErrClosed, "client closing")
+	cl.abortCurrent(ErrClosed, "client closing")
 	cl.wg.Wait()
 	cl.sh.pool.Close()
 	return nil
 }
 
-// abort stops the current connection's actor with cause and hurries its
-// close (see conn.Conn.Abort): it is not waited for on a stalled server.
-func (cl *Client) abort(cause error, reason string) {
+// abortCurrent stops the current connection's actor with cause and
+// hurries its close (see conn.Conn.Abort): it is not waited for on a
+// stalled server.
+func (cl *Client) abortCurrent(cause error, reason string) {
 	cl.mu.Lock()
+	cl.abort = true
 	c := cl.cur
 	cl.mu.Unlock()
 	if c == nil {
