@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/sourcegraph/conc"
 	"github.com/wsactor/wsactor/actor"
@@ -39,6 +40,7 @@ type Client struct {
 	err     error // why the client ended
 	first   *Conn // the connection Dial made, handed to the first run
 	closing bool  // Close/Shutdown asked: end without reconnecting
+	abort   bool  // Close asked (or Shutdown's ctx ended): do not wait on the server
 }
 
 // Dial connects to url (ws://host:port/primus) and returns a client that
@@ -51,17 +53,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	cl := &Client{url: url, ready: make(chan struct{}), done: make(chan struct{})}
-	if cl.sh, err = newShared(o, &cl.stats); err != nil {
-		return nil, err
-	}
-	first, err := cl.connect(ctx)
-	if err != nil {
-		cl.sh.pool.Close()
-		return nil, err
-	}
-	cl.first = first
-	cl.cur = first
-	close(cl.ready)
+	// The supervisor validates its options: before any network I/O.
 	cl.sup, err = supervisor.New(cl.run,
 		supervisor.WithRestart(supervisor.Transient),
 		supervisor.WithIntensity(o.reconnectMax, o.reconnectWithin),
@@ -70,11 +62,19 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		supervisor.WithOnRestart(func(supervisor.RestartEvent) { cl.stats.reconnects.Add(1) }),
 	)
 	if err != nil {
-		_ = first.wc.Close(1000, "")
-		first.wc.Serve()
-		cl.sh.pool.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w: WithReconnect: %w", ErrInvalidOption, err)
 	}
+	if cl.sh, err = newShared(o, &cl.stats); err != nil {
+		return nil, public(err)
+	}
+	first, err := cl.connect(ctx)
+	if err != nil {
+		cl.sh.pool.Close()
+		return nil, public(err)
+	}
+	cl.first = first
+	cl.cur = first
+	close(cl.ready)
 	runCtx, cancel := context.WithCancel(context.Background())
 	cl.cancel = cancel
 	cl.wg.Go(func() {
@@ -92,7 +92,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		if cl.err == nil {
 			switch {
 			case err != nil:
-				cl.err = err
+				cl.err = public(err)
 			case cl.closing:
 				cl.err = ErrClosed
 			default:
@@ -109,12 +109,16 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 	return cl, nil
 }
 
-// connect dials once and makes the Conn; its read loop is not started.
+// connect dials once, within ctx and the dial timeout, and makes the Conn;
+// its read loop is not started.
 func (cl *Client) connect(ctx context.Context) (*Conn, error) {
 	c := newConn(cl.sh)
-	wc, _, err := conn.Dial(ctx, cl.url, cl.sh.o.header, (*connEvents)(c), cl.sh.connOptions(conn.Client))
+	d := cl.sh.o.dialTimeout
+	dctx, cancel := context.WithTimeoutCause(ctx, d, dialTimeout{d})
+	defer cancel() // after a handshake, the Conn no longer depends on dctx
+	wc, _, err := conn.Dial(dctx, cl.url, cl.sh.o.header, (*connEvents)(c), cl.sh.connOptions(conn.Client))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w to %s: %w", ErrDial, cl.url, err)
 	}
 	if err := c.start(wc); err != nil {
 		_ = wc.Close(1011, "")
@@ -124,6 +128,16 @@ func (cl *Client) connect(ctx context.Context) (*Conn, error) {
 	cl.stats.accepted.Add(1)
 	return c, nil
 }
+
+// dialTimeout is the cause of a connection attempt cut by
+// [WithDialTimeout]; it matches [context.DeadlineExceeded].
+type dialTimeout struct{ d time.Duration }
+
+func (e dialTimeout) Error() string {
+	return "no connection within the dial timeout (" + e.d.String() + ")"
+}
+func (dialTimeout) Is(target error) bool { return target == context.DeadlineExceeded }
+func (dialTimeout) Timeout() bool        { return true }
 
 // run is the supervised child: one connection, from dial to close.
 func (cl *Client) run(ctx context.Context) error {
@@ -142,7 +156,16 @@ func (cl *Client) run(ctx context.Context) error {
 		cl.mu.Unlock()
 	}
 
-	stop := context.AfterFunc(ctx, func() { c.a.Stop(ErrClosed, 1000, "client closing") })
+	stop := context.AfterFunc(ctx, func() {
+		c.a.Stop(ErrClosed, 1000, "client closing")
+		cl.mu.Lock()
+		abort := cl.abort
+		cl.mu.Unlock()
+		if abort { // also a connection made while Close was cancelling
+			<-c.a.Done()
+			_ = c.wc.Abort()
+		}
+	})
 	c.wc.Serve()
 	stop()
 
@@ -151,11 +174,14 @@ func (cl *Client) run(ctx context.Context) error {
 	cl.ready = make(chan struct{})
 	cl.mu.Unlock()
 
-	err := c.Err()
-	if errors.Is(err, conn.ErrServerEnded) || ctx.Err() != nil {
+	err := c.Err() // ErrConnLost wrapping why, unless on purpose
+	if errors.Is(err, ErrServerEnded) || ctx.Err() != nil {
 		return nil // on purpose: no reconnect
 	}
-	return fmt.Errorf("%w: %w", ErrConnLost, err)
+	if !errors.Is(err, ErrConnLost) {
+		err = fmt.Errorf("%w: %w", ErrConnLost, err)
+	}
+	return err
 }
 
 // Conn returns the current connection, waiting for one while the client
@@ -174,7 +200,7 @@ func (cl *Client) Conn(ctx context.Context) (*Conn, error) {
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return nil, actor.CtxError(ctx)
+			return nil, public(actor.CtxError(ctx))
 		}
 	}
 }
@@ -239,7 +265,11 @@ func (cl *Client) Err() error {
 
 // Shutdown drains the current connection (no new requests either way; those
 // in flight may finish until ctx ends), closes it and stops reconnecting.
-// It returns when every goroutine of the client has finished.
+// When ctx ends first, the requests still in flight fail with
+// [ErrShutdown] and the connection is aborted (a server that does not read
+// no longer holds it for the write timeout). It returns when every
+// goroutine of the client has finished: nil, or an error matching ctx's if
+// ctx ended first.
 func (cl *Client) Shutdown(ctx context.Context) error {
 	cl.mu.Lock()
 	cl.closing = true
@@ -255,22 +285,50 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 		c.a.Stop(ErrShutdown, 1000, "client shutting down")
 	}
 	cl.cancel()
+	if err == nil {
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
+		cl.abortCurrent(ErrShutdown, "client shutting down")
+	}
 	cl.wg.Wait()
 	cl.sh.pool.Close()
-	return err
+	return public(err)
 }
 
 // Close closes the connection at once (pending requests fail with
-// [ErrClosed]) and stops reconnecting. It returns when every goroutine of
-// the client has finished.
+// [ErrClosed]; a server that reads still gets the close frame, one that
+// does not is not waited for) and stops reconnecting. It returns when every
+// goroutine of the client has finished.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
-	cl.closing = true
+	cl.closing, cl.abort = true, true
 	cl.mu.Unlock()
 	cl.cancel()
+	cl.abortCurrent(ErrClosed, "client closing")
 	cl.wg.Wait()
 	cl.sh.pool.Close()
 	return nil
+}
+
+// abortCurrent stops the current connection's actor with cause and
+// hurries its close (see conn.Conn.Abort): it is not waited for on a
+// stalled server.
+func (cl *Client) abortCurrent(cause error, reason string) {
+	cl.mu.Lock()
+	cl.abort = true
+	c := cl.cur
+	cl.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.a.Stop(cause, 1000, reason) // nothing if it stopped already
+	<-c.a.Done()                  // quick: the loop never blocks; it has closed the conn
+	_ = c.wc.Abort()
 }
 
 // Stats returns a snapshot of the client's counters.

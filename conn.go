@@ -53,7 +53,7 @@ func newShared(o options, st *counters) (*shared, error) {
 	sh := &shared{o: o, stats: st}
 	pool, err := actor.NewPool(o.workers, o.queue)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	sh.pool = pool
 	actorOpts := []actor.Option{
@@ -71,7 +71,8 @@ func newShared(o options, st *counters) (*shared, error) {
 		}
 	}
 	if sh.cfg, err = actor.NewConfig(actorOpts...); err != nil {
-		return nil, err
+		pool.Close()
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	return sh, nil
 }
@@ -136,6 +137,7 @@ func (sh *shared) badInput(c *Conn, err error) {
 	if sh.o.onError == nil {
 		return
 	}
+	err = public(err)
 	var pc panics.Catcher
 	pc.Try(func() { sh.o.onError(c, err) })
 	// A panicking error hook is not escalated: that would loop.
@@ -152,11 +154,15 @@ func encodeData(v any) ([]byte, error) {
 			return []byte("null"), nil
 		}
 		if !envelope.Valid(v) {
-			return nil, errors.New("wsactor: json.RawMessage is not valid JSON")
+			return nil, fmt.Errorf("%w: json.RawMessage is not valid JSON", ErrEncode)
 		}
 		return v, nil
 	}
-	return json.Marshal(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEncode, err)
+	}
+	return b, nil
 }
 
 func newConn(sh *shared) *Conn {
@@ -195,7 +201,7 @@ func (c *Conn) Request(ctx context.Context, v any) (Response, error) {
 		return Response{}, err
 	}
 	r, err := c.a.Request(ctx, data)
-	return Response{Data: r.Data}, err
+	return Response{Data: r.Data}, public(err)
 }
 
 // Go sends v like [Conn.Request] and calls cb exactly once with the outcome,
@@ -209,14 +215,16 @@ func (c *Conn) Go(ctx context.Context, v any, cb func(Response, error)) error {
 		return err
 	}
 	if cb == nil {
-		return errors.New("wsactor: Go needs a callback")
+		return fmt.Errorf("%w: Go needs a callback", ErrInvalidArgument)
 	}
-	return c.a.Go(ctx, data, func(r actor.Reply, err error) { cb(Response{Data: r.Data}, err) })
+	return public(c.a.Go(ctx, data, func(r actor.Reply, err error) { cb(Response{Data: r.Data}, public(err)) }))
 }
 
 // Send sends v as a plain message: one JSON text frame, no reply. It never
-// blocks; [ErrWriteQueueFull] says the peer is not reading fast enough.
-// A nil v (JSON null) is refused with [ErrNullMessage].
+// blocks; [ErrWriteQueueFull] says the peer is not reading fast enough,
+// [ErrTooLarge] that v is over [WithMaxMessageSize], and [ErrClosed] that
+// the connection is closed or closing. A nil v (JSON null) is refused with
+// [ErrNullMessage].
 func (c *Conn) Send(v any) error {
 	data, err := encodeData(v)
 	if err != nil {
@@ -226,7 +234,10 @@ func (c *Conn) Send(v any) error {
 		return ErrNullMessage
 	}
 	if err := c.wc.Write(data); err != nil {
-		return err
+		if errors.Is(err, conn.ErrClosed) {
+			return ErrClosed
+		}
+		return public(err)
 	}
 	c.sh.stats.messagesOut.Add(1)
 	return nil
@@ -236,13 +247,19 @@ func (c *Conn) Send(v any) error {
 // [ErrClosed]. On a server the peer is told not to reconnect
 // ("primus::server::close"). On a [Client]'s connection it ends this
 // session only: the client reconnects (use [Client.Close] to stop it). It
-// does not wait; see [Conn.Done].
+// does not wait; see [Conn.Done]. A second call returns [ErrClosed].
 func (c *Conn) Close() error {
 	c.a.Stop(ErrClosed, 0, "")
+	var err error
 	if c.wc.Role() == conn.Server {
-		return c.wc.End()
+		err = c.wc.End()
+	} else {
+		err = c.wc.Close(1000, "")
 	}
-	return c.wc.Close(1000, "")
+	if errors.Is(err, conn.ErrClosed) {
+		return ErrClosed
+	}
+	return public(err)
 }
 
 // Done is closed when the connection has closed, every request on it has
@@ -253,7 +270,11 @@ func (c *Conn) Done() <-chan struct{} {
 	return c.wc.Done()
 }
 
-// Err returns why the connection closed, or nil while it is open.
+// Err returns why the connection closed, or nil while it is open:
+// [ErrClosed] when this side closed it ([Conn.Close], a shutdown),
+// [ErrServerEnded] when the server ended it on purpose, else
+// [ErrConnLost] wrapping why: a [*CloseError] with the peer's close code,
+// [ErrHeartbeat], [ErrWriteTimeout], [ErrTooLarge], a network error.
 func (c *Conn) Err() error {
 	if p := c.closeErr.Load(); p != nil {
 		return *p
@@ -314,18 +335,32 @@ func (e *connEvents) OnClose(_ *conn.Conn, err error) {
 		// once c.Done is closed, even if a hook below panicked.
 		defer c.sh.gone(c)
 	}
+	cause := fmt.Errorf("%w: %w", ErrConnLost, err)
+	err = closeCause(err)
 	c.closeErr.Store(&err)
-	c.a.Closed(fmt.Errorf("%w: %w", ErrConnLost, err))
+	c.a.Closed(cause)
 	<-c.a.Done() // quick: the loop never blocks
 	if fn := c.sh.o.onDisconnect; fn != nil {
 		var pc panics.Catcher
 		pc.Try(func() { fn(c, err) })
 		if r := pc.Recovered(); r != nil {
-			c.sh.badInput(c, fmt.Errorf("%w: disconnect hook: %w", ErrHandlerPanic, r.AsError()))
+			c.sh.badInput(c, fmt.Errorf("%w: disconnect hook: %w", ErrHandlerPanic, actor.NewPanicError(r)))
 		}
 	}
 	c.sh.stats.closed.Add(1)
 	// Returning closes Done (the transport's channel).
+}
+
+// closeCause is why a connection closed, as [Conn.Err] and the disconnect
+// hook tell it.
+func closeCause(err error) error {
+	switch {
+	case errors.Is(err, conn.ErrClosedLocally):
+		return ErrClosed
+	case errors.Is(err, conn.ErrServerEnded):
+		return public(err)
+	}
+	return public(fmt.Errorf("%w: %w", ErrConnLost, err))
 }
 
 // userCode runs a hook or message handler on the read goroutine; a panic in
@@ -334,6 +369,6 @@ func (c *Conn) userCode(fn func()) {
 	var pc panics.Catcher
 	pc.Try(fn)
 	if r := pc.Recovered(); r != nil {
-		c.a.Fail(fmt.Errorf("%w: %w", ErrHandlerPanic, r.AsError()))
+		c.a.Fail(fmt.Errorf("%w: %w", ErrHandlerPanic, actor.NewPanicError(r)))
 	}
 }

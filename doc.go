@@ -17,6 +17,24 @@
 // connections; too many restarts within a window close that connection with
 // 1011.
 //
+// # Errors
+//
+// Every error this package returns, or reports to a hook, reads
+// "wsactor: …" on one line and matches one of its sentinels with
+// errors.Is ([ErrTimeout] and its siblings above; [ErrDial],
+// [ErrInvalidOption] from [Dial] and [NewServer], which check options
+// before any network I/O; [ErrEncode], [ErrDecode], …). The types to name
+// with errors.As are [*RemoteError] (the peer's error reply: a handler's
+// plain error reads "wsactor: remote error: <its text>"), [*CloseError]
+// (the peer's close frame, inside [ErrConnLost]) and [*PanicError] (a
+// panic in user code, inside [ErrHandlerPanic]: its stack trace is a
+// field, not in the text). When a side shuts down, its own requests that
+// are cut off fail with [ErrShutdown]; the peer's get a [*RemoteError] of
+// code [CodeShutdown], which matches [ErrShutdown] too. Calls that take a
+// ctx return by its end: [Dial] (and each reconnect, also bounded by
+// [WithDialTimeout]), [Conn.Request], [Client.Conn], [Server.Shutdown] and
+// [Client.Shutdown].
+//
 // # Wire
 //
 // Every message is one JSON text frame. A request is

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"path"
 	"runtime"
@@ -24,6 +25,22 @@ import (
 // err.Error() as its message. ctx ends when the peer cancels or its timeout
 // passes, or the connection restarts, closes or shuts down: handlers must
 // return when it does.
+//
+// ctx also ends when the handler returns. Work the handler starts that must
+// outlive it (a follow-up request to the peer, sent once the reply is out)
+// needs a ctx of its own, e.g. without the cancel but with the values:
+//
+//	func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+//		go func() {
+//			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+//			defer cancel()
+//			_, _ = c.Request(fctx, "follow-up") // not cut off when the handler returns
+//		}()
+//		return "accepted", nil
+//	}
+//
+// With ctx itself that Request would fail with [ErrCanceled] as soon as
+// the handler returned.
 type RequestHandler func(ctx context.Context, c *Conn, req Request) (any, error)
 
 // MessageHandler receives a plain message (any JSON value that is not a
@@ -41,7 +58,7 @@ type Request struct {
 	Timeout time.Duration   // how long the peer says it waits (wsactor peers); 0 when unknown
 }
 
-// Decode unmarshals the request's data into v.
+// Decode unmarshals the request's data into v; it fails with [ErrDecode].
 func (r Request) Decode(v any) error { return decodeData(r.Data, v) }
 
 // Response is a reply to this side's request.
@@ -49,14 +66,17 @@ type Response struct {
 	Data json.RawMessage // nil when the peer left "data" out
 }
 
-// Decode unmarshals the reply's data into v.
+// Decode unmarshals the reply's data into v; it fails with [ErrDecode].
 func (r Response) Decode(v any) error { return decodeData(r.Data, v) }
 
 func decodeData(data json.RawMessage, v any) error {
 	if data == nil {
-		return errors.New("wsactor: no data")
+		return fmt.Errorf("%w: the peer left \"data\" out", ErrDecode)
 	}
-	return json.Unmarshal(data, v)
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	return nil
 }
 
 type noData struct{}
@@ -111,6 +131,7 @@ type options struct {
 
 	// client
 	header          http.Header
+	dialTimeout     time.Duration
 	pingTimeout     time.Duration
 	backoff         supervisor.Backoff
 	reconnectMax    int
@@ -132,6 +153,7 @@ func defaultOptions() options {
 		restartMax:      5,
 		restartWithin:   10 * time.Second,
 		pingInterval:    30 * time.Second,
+		dialTimeout:     10 * time.Second,
 		pingTimeout:     45 * time.Second,
 		backoff:         supervisor.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second, Factor: 2, Jitter: 0.5},
 		reconnectMax:    20,
@@ -145,7 +167,7 @@ func buildOptions(want scope, opts []Option) (options, error) {
 	var errs []error
 	for _, opt := range opts {
 		if opt.apply == nil {
-			errs = append(errs, fmt.Errorf("%w: the zero Option", errBadOption))
+			errs = append(errs, fmt.Errorf("%w: the zero Option", ErrInvalidOption))
 			continue
 		}
 		if opt.scope != both && opt.scope != want {
@@ -153,14 +175,14 @@ func buildOptions(want scope, opts []Option) (options, error) {
 			if opt.scope == clientOnly {
 				where = "Dial"
 			}
-			errs = append(errs, fmt.Errorf("%w: %s is an option of %s only", errBadOption, opt.name, where))
+			errs = append(errs, fmt.Errorf("%w: %s is an option of %s only", ErrInvalidOption, opt.name, where))
 			continue
 		}
 		opt.apply(&o)
 	}
 	check := func(ok bool, format string, args ...any) {
 		if !ok {
-			errs = append(errs, fmt.Errorf("%w: "+format, append([]any{errBadOption}, args...)...))
+			errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
 		}
 	}
 	check(o.requestTimeout > 0, "request timeout %v, want > 0", o.requestTimeout)
@@ -174,13 +196,18 @@ func buildOptions(want scope, opts []Option) (options, error) {
 	check(o.restartMax >= 0 && o.restartWithin > 0, "restart intensity %d within %v", o.restartMax, o.restartWithin)
 	check(o.pingInterval >= 0, "ping interval %v, want >= 0", o.pingInterval)
 	check(o.pingTimeout >= 0, "ping timeout %v, want >= 0", o.pingTimeout)
-	check(o.reconnectMax >= 0 && o.reconnectWithin > 0, "reconnect intensity %d within %v", o.reconnectMax, o.reconnectWithin)
-	check(o.backoff.Min >= 0 && o.backoff.Max >= 0, "reconnect backoff %+v", o.backoff)
+	check(o.reconnectMax >= 0 && o.reconnectMax <= 1<<16 && o.reconnectWithin > 0, "reconnect intensity %d within %v, want 0 to 65536 within > 0", o.reconnectMax, o.reconnectWithin)
+	check(o.dialTimeout > 0, "dial timeout %v, want > 0", o.dialTimeout)
+	b := o.backoff
+	check(b.Min >= 0 && b.Max >= 0, "reconnect backoff Min %v and Max %v, want >= 0", b.Min, b.Max)
+	check(b.Factor == 0 || (b.Factor >= 1 && !math.IsInf(b.Factor, 0)), "reconnect backoff Factor %v, want 0 (the default) or a finite value >= 1", b.Factor)
+	check(!math.IsNaN(b.Jitter) && b.Jitter <= 1, "reconnect backoff Jitter %v, want <= 1 (negative: none)", b.Jitter)
+	check(o.resetAfter >= 0, "reconnect reset-after %v, want >= 0", o.resetAfter)
 	for _, p := range o.origins {
 		_, err := path.Match(p, "x")
 		check(err == nil && p != "", "origin pattern %q", p)
 	}
-	return o, errors.Join(errs...)
+	return o, errors.Join(errs...) // each line reads "wsactor: invalid option: …"
 }
 
 // WithRequestHandler answers the peer's requests. Without one, every request
@@ -340,6 +367,18 @@ func WithHeader(h http.Header) Option {
 	return Option{"WithHeader", clientOnly, func(o *options) { o.header = h.Clone() }}
 }
 
+// WithDialTimeout bounds each connection attempt of a client, [Dial]'s
+// first one and every reconnect: TCP connect, TLS and the WebSocket
+// handshake. An attempt that has not completed within d fails with an
+// error matching [ErrDial] and [context.DeadlineExceeded], and the client
+// tries again after its backoff ([WithReconnect]); a server that accepts
+// TCP but never answers (a black-holed load balancer) cannot hold it.
+// Dial's ctx bounds its first attempt too, whichever ends first. Default
+// 10s.
+func WithDialTimeout(d time.Duration) Option {
+	return Option{"WithDialTimeout", clientOnly, func(o *options) { o.dialTimeout = d }}
+}
+
 // WithPingTimeout makes the client drop and reconnect when no
 // "primus::ping" arrived for d, like the Primus browser client. Default 45s
 // (1.5 × the default ping interval); 0 turns it off.
@@ -350,8 +389,12 @@ func WithPingTimeout(d time.Duration) Option {
 // WithReconnect sets how the client reconnects after a lost connection:
 // backoff between attempts (exponential with jitter), at most n reconnects
 // within d before it gives up with [ErrTooManyRestarts]. A connection that
-// lasted resetAfter or more resets the backoff to its first step. Defaults:
-// 500ms doubling to 30s with jitter 0.5, 20 within a minute, reset after 10s.
+// lasted resetAfter or more resets the backoff to its first step (0: never).
+// Defaults: 500ms doubling to 30s with jitter 0.5, 20 within a minute,
+// reset after 10s. [Dial] refuses, before any network I/O, a negative Min,
+// Max or resetAfter, a Factor that is not 0 (the default) or a finite value
+// >= 1, a Jitter above 1 or NaN, n < 0 or d <= 0. Each attempt is bounded
+// by [WithDialTimeout].
 func WithReconnect(b Backoff, n int, d, resetAfter time.Duration) Option {
 	return Option{"WithReconnect", clientOnly, func(o *options) {
 		o.backoff, o.reconnectMax, o.reconnectWithin, o.resetAfter = b, n, d, resetAfter

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -50,7 +51,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	}
 	s := &Server{conns: make(map[*Conn]struct{})}
 	if s.sh, err = newShared(o, &s.stats); err != nil {
-		return nil, err
+		return nil, public(err)
 	}
 	s.sh.gone = func(c *Conn) {
 		s.mu.Lock()
@@ -58,7 +59,8 @@ func NewServer(opts ...Option) (*Server, error) {
 		s.mu.Unlock()
 	}
 	if s.up, err = conn.NewUpgrader(s.sh.connOptions(conn.Server)); err != nil {
-		return nil, err
+		s.sh.pool.Close()
+		return nil, public(fmt.Errorf("%w: %w", ErrInvalidOption, err))
 	}
 	return s, nil
 }
@@ -238,18 +240,24 @@ func (s *Server) Conns() []*Conn {
 // requests in both directions ([ErrShutdown], error replies of code
 // [CodeShutdown]), lets requests in flight finish until ctx ends, then fails
 // the rest with [ErrShutdown] and closes every connection with 1001 (clients
-// reconnect elsewhere). It returns when every connection, handler and
-// goroutine of the server has finished, with ctx's error if requests had to
-// be cut off. Request handlers must return when their ctx ends. Do not call
-// Shutdown or Close from a request handler, hook or callback of this server
-// (it would wait for itself): start it on a goroutine of its own. A second
-// call waits for the first and returns its result.
+// reconnect elsewhere). When ctx ends first, the requests still in flight
+// are cut off and the connections still closing are aborted: a peer that
+// does not read no longer holds Shutdown for the write timeout (see
+// [WithWriteTimeout]). It returns when every connection, handler and
+// goroutine of the server has finished: nil, or an error matching ctx's
+// (context.DeadlineExceeded or context.Canceled) if ctx ended first.
+// Request handlers must return when their ctx ends (a handler that does not
+// holds Shutdown). Do not call Shutdown or Close from a request handler,
+// hook or callback of this server (it would wait for itself): start it on a
+// goroutine of its own. A second call waits for the first and returns its
+// result.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutOnce.Do(func() { s.shutErr = s.shutdown(ctx) })
+	s.shutOnce.Do(func() { s.shutErr = public(s.shutdown(ctx)) })
 	return s.shutErr
 }
 
-// Close is Shutdown without a grace period.
+// Close is Shutdown without a grace period: requests in flight are cut
+// off, and connections are closed without waiting on their peers.
 func (s *Server) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -289,6 +297,28 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	for _, c := range conns {
 		c.a.Stop(ErrShutdown, 1001, "server shutting down")
+	}
+	// The closing handshakes. Each is bounded by the write timeout, but
+	// Shutdown is bounded by ctx: once it ends, what is left is aborted (a
+	// write blocked on a peer that does not read returns at once; a peer
+	// that reads still gets its error replies and the close frame).
+	if err == nil {
+		for _, c := range conns {
+			select {
+			case <-c.Done():
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		for _, c := range conns {
+			<-c.a.Done() // quick: the loop never blocks; it has closed the conn
+			_ = c.wc.Abort()
+		}
 	}
 	for _, c := range conns {
 		<-c.Done()

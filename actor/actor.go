@@ -511,7 +511,7 @@ func (a *Actor) userCode(fn func()) {
 			rp := panics.NewRecovered(1, r)
 			a.stats().HandlerPanics.Add(1)
 			if a.failure == nil {
-				a.failure = fmt.Errorf("%w: %w", ErrHandlerPanic, rp.AsError())
+				a.failure = fmt.Errorf("%w: %w", ErrHandlerPanic, NewPanicError(&rp))
 			}
 		}
 	}()
@@ -624,7 +624,7 @@ func (a *Actor) callHandler(t *task) (m msg) {
 	defer func() {
 		if r := recover(); r != nil {
 			rp := panics.NewRecovered(1, r)
-			m.data, m.err, m.code = nil, fmt.Errorf("%w: %w", ErrHandlerPanic, rp.AsError()), 0
+			m.data, m.err, m.code = nil, fmt.Errorf("%w: %w", ErrHandlerPanic, NewPanicError(&rp)), 0
 		}
 	}()
 	m.data, m.err = a.cfg.handler(t, a, t.req)

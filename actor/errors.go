@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/sourcegraph/conc/panics"
 )
 
 // Outcomes of a request other than a reply. Every request ends in exactly one
@@ -56,7 +59,8 @@ var (
 	// the peer gets an error reply of code [CodeReplyFailed] instead, if
 	// that fits.
 	ErrReplyNotSent = errors.New("actor: reply not sent")
-	// ErrHandlerPanic wraps a panic raised by a request handler or callback.
+	// ErrHandlerPanic wraps a panic raised by a request handler or callback,
+	// as a [*PanicError] (errors.As) that holds the value and the stack.
 	ErrHandlerPanic = errors.New("actor: panic in user code")
 )
 
@@ -86,17 +90,86 @@ func (timeoutError) Is(target error) bool {
 }
 
 // RemoteError is a failure reported by the peer in an error reply. A handler
-// returns one to choose the code sent on the wire.
+// returns one to choose the code sent on the wire. Code is one of the Code
+// constants (or the peer's own code); Message is the peer's text.
+//
+// Its Error reads "wsactor: remote error: <message>" for [CodeError] (a
+// plain error returned by the peer's handler) and "wsactor: remote error
+// (<code>): <message>" otherwise. The prefix is the library's, not this
+// package's: the error reply is the wsactor wire extension, and the root
+// package returns a RemoteError as it is. A RemoteError of code
+// [CodeShutdown] matches [ErrShutdown] with errors.Is.
 type RemoteError struct {
 	Code    string
 	Message string
 }
 
 func (e *RemoteError) Error() string {
-	if e.Code == "" {
-		return "remote error: " + e.Message
+	s := "wsactor: remote error"
+	if e.Code != "" && e.Code != CodeError {
+		s += " (" + e.Code + ")"
 	}
-	return fmt.Sprintf("remote error %s: %s", e.Code, e.Message)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Is maps the codes that have a sentinel to it: [CodeShutdown] matches
+// [ErrShutdown], and an error that stands for it (one whose Unwrap returns
+// ErrShutdown itself, as the root package's re-export does).
+func (e *RemoteError) Is(target error) bool {
+	if e.Code != CodeShutdown {
+		return false
+	}
+	return target == ErrShutdown || standsFor(target, ErrShutdown)
+}
+
+func standsFor(target, sentinel error) bool {
+	switch t := target.(type) {
+	case interface{ Unwrap() error }:
+		return t.Unwrap() == sentinel
+	case interface{ Unwrap() []error }:
+		for _, e := range t.Unwrap() {
+			if e == sentinel {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// PanicError is a panic recovered from user code (a handler, a callback, a
+// hook), wrapped by [ErrHandlerPanic]: find it with errors.As. Error is one
+// line, "panic: <value>"; the stack trace is in Stack, not in the text, so
+// that logging the error stays readable.
+type PanicError struct {
+	// Value is what was passed to panic. When it is an error, PanicError
+	// unwraps to it.
+	Value any
+	// Stack is the panicking goroutine's stack trace, as runtime/debug.Stack
+	// formats it.
+	Stack []byte
+}
+
+// NewPanicError makes a PanicError of a panic recovered by conc's panics
+// package.
+func NewPanicError(r *panics.Recovered) *PanicError {
+	return &PanicError{Value: r.Value, Stack: r.Stack}
+}
+
+func (e *PanicError) Error() string {
+	v := fmt.Sprint(e.Value)
+	if i := strings.IndexByte(v, '\n'); i >= 0 {
+		v = v[:i] + " …" // one line: the rest of a multi-line value is in Value
+	}
+	return "panic: " + v
+}
+
+// Unwrap returns Value when it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
 }
 
 // CtxError maps the end of a caller's context to a request's outcome:

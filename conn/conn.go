@@ -122,6 +122,12 @@ const (
 	DefaultMaxMessageSize   = 10 << 20 // 10485760 bytes, Primus's maxLength
 	DefaultMaxOutboundBytes = 4 << 20
 	DefaultWriteTimeout     = 10 * time.Second
+	// AbortGrace bounds each socket write, and the wait for the peer's
+	// close frame, after [Conn.Abort]: a write the socket takes at once
+	// needs microseconds, but the writing goroutine may be descheduled
+	// between setting the deadline and writing on a busy machine; too short
+	// to wait on a peer that does not read.
+	AbortGrace = 100 * time.Millisecond
 )
 
 // Options configures a Conn. The zero value means all defaults; a zero field
@@ -314,7 +320,7 @@ func (c *Conn) End() error { return c.closeWith(1000, "", true) }
 // for another reason). It returns ErrClosed if the socket was already closed.
 func (c *Conn) Drop() error {
 	c.mu.Lock()
-	if c.final || c.nc.closed.Load() {
+	if c.final || c.nc.isClosed() {
 		c.mu.Unlock()
 		return ErrClosed
 	}
@@ -323,6 +329,37 @@ func (c *Conn) Drop() error {
 	c.dropPendingLocked()
 	c.mu.Unlock()
 	_ = c.nc.Close()
+	return nil
+}
+
+// Abort ends the connection without waiting on the peer. After [Conn.Close]
+// or [Conn.End] it hurries the closing handshake: a socket write blocked
+// on a peer that does not read returns at once (the socket is closed and
+// what was not written is dropped), later writes wait at most
+// [AbortGrace] for the socket to take them, and so does the wait for the
+// peer's close frame; a peer that reads gets the queued frames and the
+// close frame as usual. Without a Close before, it closes the socket at
+// once, dropping queued frames, like [Conn.Drop]. OnClose reports
+// ErrClosedLocally unless the connection was already closing for another
+// reason. It returns ErrClosed if the socket was already closed.
+func (c *Conn) Abort() error {
+	c.mu.Lock()
+	if c.final || c.nc.isClosed() {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	closing := c.closed
+	c.closed = true
+	c.setCauseLocked(ErrClosedLocally)
+	if !closing {
+		c.dropPendingLocked()
+	}
+	c.mu.Unlock()
+	if !closing {
+		_ = c.nc.Close()
+		return nil
+	}
+	c.nc.abort()
 	return nil
 }
 

@@ -342,7 +342,7 @@ func (c *Conn) flush() {
 			c.dropped += uint64(frames)
 			c.closed = true
 			c.dropPendingLocked()
-			if !c.nc.closed.Load() && !errors.Is(err, errCloseSent) {
+			if !c.nc.isClosed() && !errors.Is(err, errCloseSent) {
 				// Our write failed on a socket nobody else is closing.
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					err = fmt.Errorf("%w: %w", ErrWriteTimeout, err)
@@ -358,7 +358,7 @@ func (c *Conn) flush() {
 			// Half-close: the peer reads our frames and the close frame, then
 			// answers with its close frame, which ends the read loop; if it
 			// does not, the read deadline does.
-			c.nc.closeWrite(c.o.WriteTimeout)
+			c.nc.closeWrite()
 		}
 	}
 }
@@ -372,11 +372,11 @@ var errCloseSent = errors.New("conn: close frame already sent")
 // close frame, nothing more is written.
 type netConn struct {
 	net.Conn
-	owner  *Conn
-	raw    syscall.RawConn // for non-blocking writes; nil when not a plain socket (TLS)
-	try    tryState        // tryWrite's state, under wmu
-	tryFn  func(fd uintptr) bool
-	closed atomic.Bool
+	owner *Conn
+	raw   syscall.RawConn // for non-blocking writes; nil when not a plain socket (TLS)
+	try   tryState        // tryWrite's state, under wmu
+	tryFn func(fd uintptr) bool
+	state atomic.Uint32 // stClosed | stAborted | stHalfClosed
 
 	wmu       sync.Mutex
 	closeSent bool
@@ -384,6 +384,41 @@ type netConn struct {
 	werr      error
 	iov       [][]byte    // writev scratch, under wmu
 	bufs      net.Buffers // under wmu
+}
+
+const (
+	stClosed     = 1 << iota // Close was called
+	stAborted                // waits are AbortGrace from now on
+	stHalfClosed             // closeWrite set the read deadline
+)
+
+// isClosed reports whether Close was called.
+func (n *netConn) isClosed() bool { return n.state.Load()&stClosed != 0 }
+
+// setWriteDeadline bounds the next write. Against abort, lock-free: if
+// abort's flag is not seen here, abort's own deadline is set after this
+// one (the flag is stored before it), and wins.
+func (n *netConn) setWriteDeadline() error {
+	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.owner.o.WriteTimeout)); err != nil {
+		return err
+	}
+	if n.state.Load()&stAborted != 0 {
+		return n.Conn.SetWriteDeadline(time.Now().Add(AbortGrace))
+	}
+	return nil
+}
+
+// abort cuts the waits short: a write blocked now returns at once, and so
+// does the wait for the peer's close frame; later ones wait AbortGrace.
+func (n *netConn) abort() {
+	st := n.state.Or(stAborted)
+	now := time.Now()
+	_ = n.Conn.SetWriteDeadline(now)
+	if st&stHalfClosed != 0 {
+		// Else closeWrite is yet to see stAborted (the two flags are set
+		// and read in opposite orders: one side sees the other's).
+		_ = n.Conn.SetReadDeadline(now)
+	}
 }
 
 // Read is gws's read. A read deadline only ever expires on a client whose
@@ -426,7 +461,7 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 	if closing {
 		n.closeSent = true
 	}
-	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.owner.o.WriteTimeout)); err != nil {
+	if err := n.setWriteDeadline(); err != nil {
 		n.werr = err
 		return err
 	}
@@ -531,7 +566,7 @@ func (n *netConn) usableLocked() error {
 }
 
 func (n *netConn) writeLocked(b []byte) (int, error) {
-	if err := n.Conn.SetWriteDeadline(time.Now().Add(n.owner.o.WriteTimeout)); err != nil {
+	if err := n.setWriteDeadline(); err != nil {
 		n.werr = err
 		return 0, err
 	}
@@ -546,14 +581,21 @@ func (n *netConn) writeLocked(b []byte) (int, error) {
 
 // Close closes the socket; it may be called more than once.
 func (n *netConn) Close() error {
-	n.closed.Store(true)
+	n.state.Or(stClosed)
 	return n.Conn.Close()
 }
 
 // closeWrite half-closes the socket after our close frame and gives the peer
 // grace to answer before reads time out.
-func (n *netConn) closeWrite(grace time.Duration) {
-	_ = n.Conn.SetReadDeadline(time.Now().Add(grace))
+func (n *netConn) closeWrite() {
+	if n.state.Or(stHalfClosed)&stAborted != 0 {
+		_ = n.Conn.SetReadDeadline(time.Now().Add(AbortGrace))
+	} else {
+		_ = n.Conn.SetReadDeadline(time.Now().Add(n.owner.o.WriteTimeout))
+		if n.state.Load()&stAborted != 0 { // abort came meanwhile
+			_ = n.Conn.SetReadDeadline(time.Now().Add(AbortGrace))
+		}
+	}
 	if cw, ok := n.Conn.(interface{ CloseWrite() error }); ok {
 		if cw.CloseWrite() == nil {
 			return
