@@ -500,8 +500,17 @@ func (n *netConn) tryWriteFD(fd uintptr) bool {
 // tryWrite writes as much of w.b as the socket takes now, without waiting:
 // it returns how much was written; what is left must be written by the
 // flusher. An error is a broken socket.
+//
+// It does not wait for wmu either: the lock may be held by gws answering the
+// peer's close frame (or failing the connection) on the read goroutine, a
+// write bounded only by WriteTimeout when the peer does not read. The
+// caller is the writer of a quiet connection (the actor loop, a heartbeat),
+// which must not block: when the lock is taken, nothing is written and the
+// flusher, which may wait, gets the frame.
 func (n *netConn) tryWrite(w *wbuf) (int, error) {
-	n.wmu.Lock()
+	if !n.wmu.TryLock() {
+		return 0, nil
+	}
 	defer n.wmu.Unlock()
 	if err := n.usableLocked(); err != nil {
 		return 0, err
