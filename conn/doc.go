@@ -20,7 +20,10 @@
 // ([ErrTooLarge]); a Write over MaxMessageSize fails with ErrTooLarge; a Write
 // that would queue more than MaxOutboundBytes fails with [ErrWriteQueueFull]
 // and the connection stays; a socket write blocked longer than WriteTimeout
-// closes the connection ([ErrWriteTimeout]).
+// closes the connection ([ErrWriteTimeout]); a message that began arriving
+// and is not complete within FrameTimeout drops the connection
+// ([ErrFrameTimeout]): gws allocates a frame's declared payload when it reads
+// the header, so a header-only peer would otherwise pin MaxMessageSize bytes.
 //
 // # Concurrency
 //

@@ -382,18 +382,24 @@ type netConn struct {
 	closeSent bool
 	framed    bool // the handshake is done; set before the Conn is shared
 	werr      error
-	iov       [][]byte    // writev scratch, under wmu
-	bufs      net.Buffers // under wmu
+	iov       net.Buffers // writev scratch, under wmu
+
+	rd readState // the read goroutine's: frame boundaries (frames.go)
 }
 
-// Read is gws's read. A read deadline only ever expires on a client whose
-// PingTimeout passed without a "primus::ping" (or after our closing
-// handshake, when the socket is closing anyway): the server is presumed dead,
-// so the socket is dropped before gws would write a close frame to it.
+// Read is gws's read. It follows the frame boundaries to keep the frame
+// deadline (frames.go). A read deadline expires on a peer that left a
+// message incomplete for FrameTimeout, on a client whose PingTimeout passed
+// without a "primus::ping", or after our closing handshake, when the socket
+// is closing anyway: the peer is presumed dead or hostile, so the socket is
+// dropped before gws would write a close frame to it.
 func (n *netConn) Read(b []byte) (int, error) {
 	m, err := n.Conn.Read(b)
+	if m > 0 {
+		n.tracked(b[:m])
+	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		n.owner.readTimedOut()
+		n.owner.readTimedOut(n.rd.flags&rdArmed != 0)
 	}
 	return m, err
 }
@@ -437,10 +443,12 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 		for _, w := range batch {
 			n.iov = append(n.iov, w.b)
 		}
-		n.bufs = n.iov // a field: WriteTo's pointer receiver would move a local to the heap
-		_, err = n.bufs.WriteTo(n.Conn)
-		clear(n.iov)
-		n.iov, n.bufs = n.iov[:0], nil
+		// WriteTo (a pointer receiver: on the field, so that nothing moves
+		// to the heap) consumes n.iov; iov keeps its array for reuse.
+		iov := n.iov
+		_, err = n.iov.WriteTo(n.Conn)
+		clear(iov)
+		n.iov = iov[:0]
 		if cap(n.iov) > 16 {
 			n.iov = nil
 		}
