@@ -81,6 +81,7 @@ func (sh *shared) connOptions(role conn.Role) conn.Options {
 		MaxMessageSize:   sh.o.maxMessage,
 		MaxOutboundBytes: sh.o.maxOutbound,
 		WriteTimeout:     sh.o.writeTimeout,
+		FrameTimeout:     sh.o.frameTimeout,
 	}
 	if role == conn.Client {
 		o.PingTimeout = sh.o.pingTimeout
