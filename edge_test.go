@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -109,5 +110,39 @@ func TestHeaderOnlyPeerIsDropped(t *testing.T) {
 	}
 	if err := recv(t, errs, "disconnect"); !errors.Is(err, wsactor.ErrFrameTimeout) {
 		t.Fatalf("disconnect with %v, want ErrFrameTimeout", err)
+	}
+}
+
+// A request whose data nests deeper than the decoder allows (100,000 deep,
+// wherever its id is) gets a bad_request error reply with its id; a request
+// after it on the same connection is answered as usual. Before, it got no
+// reply at all and its sender waited for its timeout.
+func TestTooDeepRequestGetsBadRequest(t *testing.T) {
+	_, url := startServer(t, wsactor.WithMaxMessageSize(1<<20), wsactor.WithRequestHandler(arith))
+	p := dialRaw(t, url)
+	deep := strings.Repeat("[", 100000) + strings.Repeat("]", 100000)
+	p.write(t, false, `{"plugin":"primus-responder","requestId":"deep","data":`+deep+`}`)
+	p.write(t, false, `{"data":`+deep+`,"plugin":"primus-responder","requestId":7}`)
+	p.write(t, false, `{"plugin":"primus-responder","requestId":"ctl","data":{"op":"add","a":1,"b":2}}`)
+	type reply struct {
+		ResponseID json.RawMessage `json:"responseId"`
+		Data       json.RawMessage `json:"data"`
+		Error      *struct{ Code, Message string }
+	}
+	got := map[string]reply{}
+	for range 3 {
+		var r reply
+		if err := json.Unmarshal([]byte(p.read(t)), &r); err != nil {
+			t.Fatal(err)
+		}
+		got[string(r.ResponseID)] = r
+	}
+	for _, id := range []string{`"deep"`, `7`} {
+		if r := got[id]; r.Error == nil || r.Error.Code != wsactor.CodeBadRequest || r.Data != nil {
+			t.Errorf("reply to %s: %+v, want a bad_request error", id, r)
+		}
+	}
+	if r := got[`"ctl"`]; r.Error != nil || string(r.Data) != "3" {
+		t.Errorf("control reply %+v", r)
 	}
 }
