@@ -310,15 +310,19 @@ func WithWriteTimeout(d time.Duration) Option {
 
 // WithFrameTimeout bounds how long a message may take to arrive once it has
 // begun: from its first bytes (a frame header) the message, all its frames
-// if it is fragmented, must be complete within d, or the connection is
-// dropped with [ErrFrameTimeout] and its buffer released. Small messages
+// if it is fragmented, must be complete within d of waiting for the peer,
+// or the connection is dropped with [ErrFrameTimeout] and its buffer
+// released. Time the server spends between reads (a message handler
+// running, a full mailbox) is not counted against the peer. Small messages
 // arriving whole never set a deadline. Default 10s: the time
 // [WithWriteTimeout] gives a peer to take our frames; a 64 KiB message
 // arrives in it at 52 kbit/s.
 //
 // The worst case, with the defaults: N peers can make the server hold at
-// most N × 256 KiB of message buffers for at most 10 s, after which each is
-// dropped and its buffers released. A header-only frame of 64 KiB costs
+// most N × 256 KiB of message buffers for at most 10 s (of waiting for
+// them; time the server itself holds a connection's reader, running its
+// message handler or waiting for room in its mailbox, comes on top), after
+// which each is dropped and its buffers released. A header-only frame of 64 KiB costs
 // 128 KiB (the WebSocket layer's buffer pool rounds up to a power of two);
 // a fragmented message adds its fragments' buffer, whose capacity can grow
 // to twice [WithMaxMessageSize]. Measured over loopback: 16 peers that sent

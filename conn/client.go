@@ -87,10 +87,5 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 	}
 	c.ws = ws
 	c.nc.setFramed()
-	if c.nc.rd.flags&rdArmed != 0 {
-		// Frame bytes came with the handshake response; gws cleared the
-		// deadline after its handshake.
-		c.nc.setReadDeadline(time.Now().Add(o.FrameTimeout), true)
-	}
 	return c, resp, nil
 }

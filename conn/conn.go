@@ -166,11 +166,13 @@ type Options struct {
 	// FrameTimeout bounds how long a message may take to arrive once it has
 	// begun (default 10 s): from the read that brought its first byte (a
 	// frame header), the frame, or for a fragmented message all its frames,
-	// must be complete within FrameTimeout, or the connection is dropped
-	// with ErrFrameTimeout and gws's buffer for the message released. 10 s
-	// is the WriteTimeout we give a peer to take our frames; it lets a
-	// 64 KiB message arrive at 52 kbit/s. Small messages arriving whole
-	// never set a deadline.
+	// must be complete within FrameTimeout of waiting for the peer, or the
+	// connection is dropped with ErrFrameTimeout and gws's buffer for the
+	// message released. Time this side spends between reads (a Handler
+	// method holding the read goroutine) is not counted. 10 s is the
+	// WriteTimeout we give a peer to take our frames; it lets a 64 KiB
+	// message arrive at 52 kbit/s. Small messages arriving whole never set a
+	// deadline.
 	FrameTimeout time.Duration
 	// PingTimeout (client role only): when no "primus::ping::…" arrives for
 	// this long the connection is closed with ErrHeartbeat, like the Primus

@@ -9,13 +9,15 @@ import "time"
 // sends a header and stalls pins MaxMessageSize bytes until something else
 // ends the connection. netConn.Read sees every byte gws reads, so it
 // follows the frame boundaries itself (headers are parsed byte by byte,
-// payloads skipped by their length) without copying or buffering anything,
-// and keeps a read deadline armed while a message is incomplete: from the
-// read that brought a message's first byte, the message (a frame, or all
-// the frames of a fragmented message, and any control frames between them)
-// must be complete within Options.FrameTimeout. A read that ends at a
-// message boundary disarms it; a small message that arrives whole in one
-// read costs no deadline change at all.
+// payloads skipped by their length) without copying or buffering anything.
+// A message that begins in a read gets a budget of Options.FrameTimeout;
+// every read made while a message is incomplete runs under a read deadline
+// of what is left of the budget, and spends from it the time it waited. So
+// the message (a frame, or all the frames of a fragmented message and any
+// control frames between them) must arrive within FrameTimeout of waiting
+// for the peer; the time our side spends between reads (a handler holding
+// the read goroutine, a full mailbox) is not counted against the peer. A
+// small message that arrives whole in one read costs no deadline at all.
 //
 // Everything here runs on the read goroutine (gws's ReadLoop calls Read;
 // OnOpen and OnMessage, which re-arm the client's ping deadline, run there
@@ -32,9 +34,10 @@ const (
 	phPayload              // left more payload bytes
 )
 
-// readState follows frame boundaries in the bytes read. 24 bytes.
+// readState follows frame boundaries in the bytes read. 32 bytes.
 type readState struct {
 	left   uint64 // payload bytes left; during phExtLen, the length so far
+	budget int64  // ns the peer has left to complete the current message
 	pingAt int64  // client role: the ping deadline (unix ns); 0 = none
 	phase  uint8
 	ext    uint8 // length or key bytes left; in phHTTP, "\r\n\r\n" bytes matched
@@ -46,7 +49,7 @@ const (
 	rdFin                       // the current frame has FIN set
 	rdMasked                    // the current frame is masked
 	rdInMsg                     // a fragmented message is open (its last frame not read)
-	rdArmed                     // the frame deadline is set
+	rdArmed                     // the read deadline is the frame deadline
 )
 
 // busy reports whether a message is incomplete.
@@ -164,23 +167,36 @@ func (r *readState) frameDone() {
 	}
 }
 
-// tracked is called by Read with the bytes it read: it arms the frame
-// deadline when a read ends inside a message that began in it (or when none
-// is armed), and disarms it when a read ends at a message boundary.
-func (n *netConn) tracked(p []byte) {
+// beforeRead sets the read deadline for the read about to be made: what is
+// left of the message's budget while a message is incomplete, else the idle
+// deadline (a client's ping deadline, or none). It returns when the read
+// starts, zero when it is not timed.
+func (n *netConn) beforeRead() time.Time {
 	r := &n.rd
-	began := r.track(p)
-	busy := r.busy()
-	armed := r.flags&rdArmed != 0
-	switch {
-	case busy && (began || !armed):
-		n.setReadDeadline(time.Now().Add(n.owner.o.FrameTimeout), true)
-	case !busy && armed:
+	if r.busy() {
+		now := time.Now()
+		n.setReadDeadline(now.Add(time.Duration(r.budget)), true)
+		return now
+	}
+	if r.flags&rdArmed != 0 {
 		var t time.Time
 		if r.pingAt != 0 {
 			t = time.Unix(0, r.pingAt)
 		}
 		n.setReadDeadline(t, false)
+	}
+	return time.Time{}
+}
+
+// afterRead spends the time a timed read waited from the budget and
+// follows the frames in p; a message that began in p gets a full budget.
+func (n *netConn) afterRead(start time.Time, p []byte) {
+	r := &n.rd
+	if !start.IsZero() {
+		r.budget -= int64(time.Since(start))
+	}
+	if len(p) > 0 && r.track(p) && r.busy() {
+		r.budget = int64(n.owner.o.FrameTimeout)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wsactor/wsactor/conn"
+	"github.com/wsactor/wsactor/envelope"
 )
 
 // clientFrame is a masked client frame (mask key 0: the payload is sent as
@@ -129,4 +130,43 @@ func TestClientDropsStalledServerFrame(t *testing.T) {
 		t.Fatalf("client OnClose %v, want ErrFrameTimeout", err)
 	}
 	waitDone(t, c)
+}
+
+// The deadline counts only the time spent waiting for the peer: a handler
+// that holds the read goroutine for longer than FrameTimeout while the next
+// message is half read does not get that message's sender dropped.
+func TestSlowHandlerDoesNotSpendThePeersTime(t *testing.T) {
+	rec := newRecorder()
+	const timeout = 200 * time.Millisecond
+	release := make(chan struct{})
+	first := true
+	rec.onEnv = func(*conn.Conn, envelope.Envelope) {
+		if first {
+			first = false
+			<-release
+		}
+	}
+	s := startServer(t, conn.Options{FrameTimeout: timeout}, rec)
+	peer := rawHandshake(t, s.url)
+	_ = s.accept(t)
+	// The first message and the start of the second in one write: one read
+	// ends inside the second.
+	m2 := clientFrame(0x81, 3, `"b"`)
+	write(t, peer, append(clientFrame(0x81, 3, `"a"`), m2[:4]...))
+	// The handler holds the read goroutine well past the frame timeout
+	// (wall-clock time on purpose: the deadline is what is under test).
+	<-time.After(3 * timeout)
+	write(t, peer, m2[4:])
+	close(release)
+	if got := rec.nextEnv(t); got.data != `"a"` {
+		t.Fatalf("got %q", got.data)
+	}
+	if got := rec.nextEnv(t); got.data != `"b"` {
+		t.Fatalf("got %q", got.data)
+	}
+	select {
+	case err := <-rec.closed:
+		t.Fatalf("the connection closed: %v", err)
+	default:
+	}
 }

@@ -165,7 +165,7 @@ func trimSpace(b []byte) []byte {
 // A read deadline needs no timer goroutine. Not done once closing, when the
 // closing handshake owns the read deadline.
 // While the frame deadline is armed (a message is incomplete) it stays; the
-// ping deadline is set again when the message is complete.
+// ping deadline is set again before the first read at a message boundary.
 func (c *Conn) armPingTimeout() {
 	t := time.Now().Add(c.o.PingTimeout)
 	c.nc.rd.pingAt = t.UnixNano()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/lxzan/gws"
 )
@@ -62,7 +63,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 	if n := br.Buffered(); n > 0 {
 		early, _ := br.Peek(n)
 		early = bytes.Clone(early)
-		c.nc.tracked(early)
+		c.nc.afterRead(time.Time{}, early)
 		br = bufio.NewReader(io.MultiReader(bytes.NewReader(early), &c.nc))
 	} else {
 		br.Reset(&c.nc)

@@ -394,12 +394,12 @@ type netConn struct {
 // is closing anyway: the peer is presumed dead or hostile, so the socket is
 // dropped before gws would write a close frame to it.
 func (n *netConn) Read(b []byte) (int, error) {
+	start := n.beforeRead()
 	m, err := n.Conn.Read(b)
-	if m > 0 {
-		n.tracked(b[:m])
-	}
+	frame := n.rd.flags&rdArmed != 0
+	n.afterRead(start, b[:m])
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		n.owner.readTimedOut(n.rd.flags&rdArmed != 0)
+		n.owner.readTimedOut(frame)
 	}
 	return m, err
 }
@@ -468,7 +468,7 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 type tryState struct {
 	w       *wbuf // the frame(s) to write: w.b
 	written int
-	err     error
+	errno   syscall.Errno // not an error interface: 8 bytes less per Conn
 }
 
 // setFramed marks the handshake done. Called before the Conn is shared.
@@ -497,7 +497,10 @@ func (n *netConn) tryWriteFD(fd uintptr) bool {
 		}
 		if e != nil {
 			if e != syscall.EAGAIN {
-				t.err = e
+				t.errno = syscall.EIO // never: Write's errors are Errnos
+				if errno, ok := e.(syscall.Errno); ok {
+					t.errno = errno
+				}
 			}
 			break
 		}
@@ -527,8 +530,8 @@ func (n *netConn) tryWrite(w *wbuf) (int, error) {
 	n.try = tryState{w: w}
 	err := n.raw.Write(n.tryFn)
 	written := n.try.written
-	if err == nil {
-		err = n.try.err
+	if err == nil && n.try.errno != 0 {
+		err = n.try.errno
 	}
 	n.try = tryState{}
 	if err != nil {
