@@ -19,7 +19,7 @@ import (
 
 // upgradeRaw sends a WebSocket upgrade request on a new TCP connection and
 // returns the response and the socket (closed at cleanup).
-func upgradeRaw(t *testing.T, wsURL string) (*http.Response, net.Conn) {
+func upgradeRaw(t testing.TB, wsURL string) (*http.Response, net.Conn) {
 	t.Helper()
 	u, err := url.Parse(wsURL)
 	if err != nil {
