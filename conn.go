@@ -82,6 +82,7 @@ func (sh *shared) connOptions(role conn.Role) conn.Options {
 		MaxMessageSize:   sh.o.maxMessage,
 		MaxOutboundBytes: sh.o.maxOutbound,
 		WriteTimeout:     sh.o.writeTimeout,
+		FrameTimeout:     sh.o.frameTimeout,
 	}
 	if role == conn.Client {
 		o.PingTimeout = sh.o.pingTimeout
@@ -323,8 +324,16 @@ func (e *connEvents) OnEnvelope(_ *conn.Conn, env envelope.Envelope) {
 	}
 }
 
-func (e *connEvents) OnBadInput(_ *conn.Conn, err error) {
+func (e *connEvents) OnBadInput(wc *conn.Conn, err error) {
 	c := e.conn()
+	var re *envelope.RequestError
+	if errors.As(err, &re) {
+		// A request that cannot be delivered (its data nests too deep)
+		// but whose id was read: answer it, or its sender waits for its
+		// timeout. It never reached the actor, which has nothing to end.
+		frame := envelope.AppendErrorResponse(nil, re.ID, envelope.Error{Code: CodeBadRequest, Message: re.Err.Error()})
+		_ = wc.Write(frame) // a refused write: the peer is gone or not reading
+	}
 	c.sh.badInput(c, err)
 }
 

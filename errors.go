@@ -72,6 +72,9 @@ var (
 	// ErrTooLarge: the message is over [WithMaxMessageSize]. As bad input
 	// (an incoming frame over it) the connection is closed with 1009.
 	ErrTooLarge = lower("wsactor: message too large", conn.ErrTooLarge)
+	// ErrFrameTimeout: the peer began a message and did not complete it
+	// within [WithFrameTimeout]; the connection was dropped.
+	ErrFrameTimeout = lower("wsactor: message not completed in time", conn.ErrFrameTimeout)
 	// ErrTooManyRestarts: a connection's actor failed more often than
 	// [WithRestartIntensity] allows, or a client could not reconnect within
 	// its restart window. It wraps the last failure.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sourcegraph/conc/panics"
@@ -40,6 +41,7 @@ type Server struct {
 	shutOnce  sync.Once
 	shutErr   error
 	stats     counters
+	admitted  atomic.Int64 // connections open or being upgraded, for WithMaxConnections
 }
 
 // NewServer validates the options once and returns a server. It starts no
@@ -57,6 +59,7 @@ func NewServer(opts ...Option) (*Server, error) {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
+		s.admitted.Add(-1)
 	}
 	if s.up, err = conn.NewUpgrader(s.sh.connOptions(conn.Server)); err != nil {
 		s.sh.pool.Close()
@@ -77,6 +80,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "origin not allowed")
 		return
 	}
+	// Admission before authentication, which may be costly: a full server
+	// refuses at the price of one atomic add.
+	if !s.admit() {
+		s.stats.refused.Add(1)
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "too many connections")
+		return
+	}
+	served := false
+	defer func() {
+		if !served { // from here on the connection's end releases it (shared.gone)
+			s.admitted.Add(-1)
+		}
+	}()
 	var identity any
 	if auth := s.sh.o.authenticate; auth != nil {
 		var err error
@@ -135,7 +152,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
 	s.wg.Add(1)
+	served = true
 	go s.serve(c, wc)
+}
+
+// admit counts a connection in, unless WithMaxConnections are open or
+// being upgraded already.
+func (s *Server) admit() bool {
+	n := s.admitted.Add(1)
+	if limit := s.sh.o.maxConns; limit > 0 && n > int64(limit) {
+		s.admitted.Add(-1)
+		return false
+	}
+	return true
 }
 
 // serve is a connection's read goroutine. It is started with a plain go
@@ -338,7 +367,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 type Stats struct {
 	Conns    int   // open connections now
 	Accepted int64 // connections accepted (client: connections made)
-	Refused  int64 // upgrades refused: origin, authentication, shutdown, handshake
+	Refused  int64 // upgrades refused: origin, capacity (WithMaxConnections), authentication, shutdown, handshake
 	Closed   int64 // connections that ended
 
 	// This side's requests. Requests == Replied + RemoteErrors + TimedOut +

@@ -209,7 +209,7 @@ func benchPush(b *testing.B, bc *benchClient, frame []byte, write func([]byte) e
 // replaced, off the clock.
 func BenchmarkWriteEnqueue(b *testing.B) {
 	frame := []byte(`{"plugin":"primus-responder","responseId":"f7dbef3f-c74e-4c08-9bd6-4dc13a595767","data":{"op":"echo","i":12345}}`)
-	opts := conn.Options{MaxOutboundBytes: 64 << 20}
+	opts := conn.Options{MaxMessageSize: 16 << 20, MaxOutboundBytes: 64 << 20}
 	for _, role := range []string{"server", "client"} {
 		b.Run(role, func(b *testing.B) {
 			var url string

@@ -43,6 +43,11 @@ var (
 	// ErrServerEnded (client role): the server sent "primus::server::close"
 	// before closing: it ended the connection on purpose, do not reconnect.
 	ErrServerEnded = errors.New("conn: server ended the connection")
+	// ErrFrameTimeout: the peer began a message (a frame header, or the
+	// first frame of a fragmented message) and did not complete it within
+	// Options.FrameTimeout; the connection was dropped without a close
+	// frame, and the buffer gws had allocated for it released.
+	ErrFrameTimeout = errors.New("conn: message not completed in time")
 	// ErrHandlerPanic: a Handler method panicked; the panic value and stack
 	// are in the message. The connection keeps serving.
 	ErrHandlerPanic = errors.New("conn: handler panicked")
@@ -119,9 +124,12 @@ func (r Role) String() string {
 
 // Default option values.
 const (
-	DefaultMaxMessageSize   = 10 << 20 // 10485760 bytes, Primus's maxLength
+	// DefaultMaxMessageSize is 64 KiB, not Primus's 10 MiB maxLength (nor
+	// ws's 100 MiB maxPayload): see Options.MaxMessageSize.
+	DefaultMaxMessageSize   = 64 << 10
 	DefaultMaxOutboundBytes = 4 << 20
 	DefaultWriteTimeout     = 10 * time.Second
+	DefaultFrameTimeout     = 10 * time.Second
 	// AbortGrace bounds each socket write, and the wait for the peer's
 	// close frame, after [Conn.Abort]: a write the socket takes at once
 	// needs microseconds, but the writing goroutine may be descheduled
@@ -133,9 +141,22 @@ const (
 // Options configures a Conn. The zero value means all defaults; a zero field
 // takes its default. Validate reports negative values.
 type Options struct {
-	// MaxMessageSize is the largest frame payload read or written, in bytes
-	// (default 10 MiB, like Primus). A larger incoming frame closes the
-	// connection with 1009; a larger Write fails with ErrTooLarge.
+	// MaxMessageSize is the largest message read or written, in bytes
+	// (default 64 KiB). A larger incoming frame (or fragmented message)
+	// closes the connection with 1009; a larger Write fails with
+	// ErrTooLarge.
+	//
+	// It is also what one peer can make the process hold: gws allocates a
+	// frame's whole declared payload when it has read the 2–14 byte header,
+	// before the payload arrives (rounded up to a power of two, up to
+	// 256 KiB, by its buffer pool: 128 KiB for a 64 KiB frame), and a
+	// fragmented message keeps its fragments in a buffer growing up to
+	// MaxMessageSize. A chat message or a game's state update is a few KiB
+	// at most (a 4,000-character chat message is 16 KiB in the worst UTF-8
+	// case), so 64 KiB is ample while keeping a hostile peer's cost small;
+	// Primus's 10 MiB let 16 header-only connections pin 160 MiB. Raise it
+	// for larger payloads, on both sides (a Dial client's reads and writes
+	// are bounded by it too).
 	MaxMessageSize int
 	// MaxOutboundBytes bounds the bytes queued for writing, frame headers
 	// included, counting a batch until the socket accepted it (default 4 MiB).
@@ -148,6 +169,17 @@ type Options struct {
 	// ErrWriteTimeout. It also bounds how long a closing handshake waits for
 	// the peer's close frame.
 	WriteTimeout time.Duration
+	// FrameTimeout bounds how long a message may take to arrive once it has
+	// begun (default 10 s): from the read that brought its first byte (a
+	// frame header), the frame, or for a fragmented message all its frames,
+	// must be complete within FrameTimeout of waiting for the peer, or the
+	// connection is dropped with ErrFrameTimeout and gws's buffer for the
+	// message released. Time this side spends between reads (a Handler
+	// method holding the read goroutine) is not counted. 10 s is the
+	// WriteTimeout we give a peer to take our frames; it lets a 64 KiB
+	// message arrive at 52 kbit/s. Small messages arriving whole never set a
+	// deadline.
+	FrameTimeout time.Duration
 	// PingTimeout (client role only): when no "primus::ping::…" arrives for
 	// this long the connection is closed with ErrHeartbeat, like the Primus
 	// browser client (which uses 1.5 × the server's pingInterval). 0 = off
@@ -168,6 +200,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: MaxOutboundBytes %d < 0", ErrInvalidOptions, o.MaxOutboundBytes)
 	case o.WriteTimeout < 0:
 		return fmt.Errorf("%w: WriteTimeout %v < 0", ErrInvalidOptions, o.WriteTimeout)
+	case o.FrameTimeout < 0:
+		return fmt.Errorf("%w: FrameTimeout %v < 0", ErrInvalidOptions, o.FrameTimeout)
 	case o.PingTimeout < 0:
 		return fmt.Errorf("%w: PingTimeout %v < 0", ErrInvalidOptions, o.PingTimeout)
 	}
@@ -183,6 +217,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.FrameTimeout == 0 {
+		o.FrameTimeout = DefaultFrameTimeout
 	}
 	return o
 }
@@ -230,6 +267,9 @@ type Conn struct {
 func newConn(role Role, h Handler, o *Options) *Conn {
 	c := &Conn{role: role, o: o, h: h, id: o.ID}
 	c.nc.owner = c
+	if role == Server {
+		c.nc.rd.phase = phHead0 // net/http read the handshake request
+	}
 	c.alive.Store(true)
 	return c
 }

@@ -270,7 +270,7 @@ func TestTooLargeFrameClosesWith1009(t *testing.T) {
 
 func TestWriteQueueFullThenWriteTimeout(t *testing.T) {
 	rec := newRecorder()
-	s := startServer(t, conn.Options{MaxOutboundBytes: 64 << 10, WriteTimeout: 200 * time.Millisecond}, rec)
+	s := startServer(t, conn.Options{MaxMessageSize: 16 << 20, MaxOutboundBytes: 64 << 10, WriteTimeout: 200 * time.Millisecond}, rec)
 	_ = rawHandshake(t, s.url) // never reads
 	c := s.accept(t)
 	// A Write to an empty queue is always taken, whatever its size; this
@@ -587,7 +587,7 @@ func TestConcurrentWritersKeepTheirOrder(t *testing.T) {
 
 func TestWriteQueueFullKeepsTheConnection(t *testing.T) {
 	rec := newRecorder()
-	s := startServer(t, conn.Options{MaxOutboundBytes: 64 << 10}, rec)
+	s := startServer(t, conn.Options{MaxMessageSize: 16 << 20, MaxOutboundBytes: 64 << 10}, rec)
 	peer := rawHandshake(t, s.url) // reads only when told to below
 	c := s.accept(t)
 	const size = 8 << 20 // more than loopback buffers take from a non-reader
@@ -652,7 +652,7 @@ func TestCloseFlushesQueuedFrames(t *testing.T) {
 // write, which WriteTimeout cuts; then they are dropped and counted.
 func TestCloseDropsQueuedFramesOfAStalledSocket(t *testing.T) {
 	rec := newRecorder()
-	s := startServer(t, conn.Options{MaxOutboundBytes: 16 << 20, WriteTimeout: 200 * time.Millisecond}, rec)
+	s := startServer(t, conn.Options{MaxMessageSize: 16 << 20, MaxOutboundBytes: 16 << 20, WriteTimeout: 200 * time.Millisecond}, rec)
 	peer := rawHandshake(t, s.url)
 	c := s.accept(t)
 	if err := c.Write(make([]byte, 8<<20)); err != nil { // blocks the flusher

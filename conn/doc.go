@@ -20,7 +20,10 @@
 // ([ErrTooLarge]); a Write over MaxMessageSize fails with ErrTooLarge; a Write
 // that would queue more than MaxOutboundBytes fails with [ErrWriteQueueFull]
 // and the connection stays; a socket write blocked longer than WriteTimeout
-// closes the connection ([ErrWriteTimeout]).
+// closes the connection ([ErrWriteTimeout]); a message that began arriving
+// and is not complete within FrameTimeout drops the connection
+// ([ErrFrameTimeout]): gws allocates a frame's declared payload when it reads
+// the header, so a header-only peer would otherwise pin MaxMessageSize bytes.
 //
 // # Concurrency
 //
@@ -31,7 +34,11 @@
 // connection has none), owns the socket writes: it writes everything queued
 // since its last write as one batch with one write call, and writes the close
 // frame of Close and End. gws's own writes (only its close frames) share the
-// flusher's lock, so frames never interleave. Write, Close, End, Drop, Ping,
+// flusher's lock, so frames never interleave. A Write never waits for that
+// lock: gws answers the peer's close frame on the read goroutine under it,
+// with a write bounded only by WriteTimeout when the peer does not read, so a
+// quiet connection's direct write finding it taken hands its frame to the
+// flusher instead. Write, Close, End, Drop, Ping,
 // TakeAlive and the getters are safe from any goroutine; Write never blocks
 // on the socket. When the read loop ends, the socket is closed, the flusher
 // is waited for, and only then OnClose is called and Done closed: no

@@ -164,19 +164,31 @@ func trimSpace(b []byte) []byte {
 // silent server makes the read fail, which onClose reports as ErrHeartbeat.
 // A read deadline needs no timer goroutine. Not done once closing, when the
 // closing handshake owns the read deadline.
+// While the frame deadline is armed (a message is incomplete) it stays; the
+// ping deadline is set again before the first read at a message boundary.
 func (c *Conn) armPingTimeout() {
+	t := time.Now().Add(c.o.PingTimeout)
+	c.nc.rd.pingAt = t.UnixNano()
+	if c.nc.rd.flags&rdArmed != 0 {
+		return
+	}
 	c.mu.Lock()
 	if !c.closed {
-		_ = c.nc.Conn.SetReadDeadline(time.Now().Add(c.o.PingTimeout))
+		_ = c.nc.Conn.SetReadDeadline(t)
 	}
 	c.mu.Unlock()
 }
 
-// readTimedOut drops the connection after the read deadline expired.
-func (c *Conn) readTimedOut() {
+// readTimedOut drops the connection after the read deadline expired; frame
+// says it was the frame deadline.
+func (c *Conn) readTimedOut(frame bool) {
 	c.mu.Lock()
 	c.closed = true
-	c.setCauseLocked(fmt.Errorf("%w: no primus::ping for %v", ErrHeartbeat, c.o.PingTimeout))
+	if frame {
+		c.setCauseLocked(fmt.Errorf("%w: a message was incomplete after %v", ErrFrameTimeout, c.o.FrameTimeout))
+	} else {
+		c.setCauseLocked(fmt.Errorf("%w: no primus::ping for %v", ErrHeartbeat, c.o.PingTimeout))
+	}
 	c.dropPendingLocked()
 	c.mu.Unlock()
 	_ = c.nc.Close()

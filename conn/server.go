@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/lxzan/gws"
 )
@@ -56,12 +57,16 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 	c.nc.Conn = netConn
 	// gws reads through its own bufio.Reader; reuse the hijacked one, keeping
 	// any bytes the client sent early.
+	// gws reads through c.nc, which follows the frame boundaries (the
+	// early bytes are frames too).
 	br := brw.Reader
 	if n := br.Buffered(); n > 0 {
 		early, _ := br.Peek(n)
-		br = bufio.NewReader(io.MultiReader(bytes.NewReader(bytes.Clone(early)), netConn))
+		early = bytes.Clone(early)
+		c.nc.afterRead(time.Time{}, early)
+		br = bufio.NewReader(io.MultiReader(bytes.NewReader(early), &c.nc))
 	} else {
-		br.Reset(netConn)
+		br.Reset(&c.nc)
 	}
 	ws, err := u.up.UpgradeFromConn(&c.nc, br, r)
 	if err != nil {

@@ -382,8 +382,9 @@ type netConn struct {
 	closeSent bool
 	framed    bool // the handshake is done; set before the Conn is shared
 	werr      error
-	iov       [][]byte    // writev scratch, under wmu
-	bufs      net.Buffers // under wmu
+	iov       net.Buffers // writev scratch, under wmu
+
+	rd readState // the read goroutine's: frame boundaries (frames.go)
 }
 
 const (
@@ -421,14 +422,19 @@ func (n *netConn) abort() {
 	}
 }
 
-// Read is gws's read. A read deadline only ever expires on a client whose
-// PingTimeout passed without a "primus::ping" (or after our closing
-// handshake, when the socket is closing anyway): the server is presumed dead,
-// so the socket is dropped before gws would write a close frame to it.
+// Read is gws's read. It follows the frame boundaries to keep the frame
+// deadline (frames.go). A read deadline expires on a peer that left a
+// message incomplete for FrameTimeout, on a client whose PingTimeout passed
+// without a "primus::ping", or after our closing handshake, when the socket
+// is closing anyway: the peer is presumed dead or hostile, so the socket is
+// dropped before gws would write a close frame to it.
 func (n *netConn) Read(b []byte) (int, error) {
+	start := n.beforeRead()
 	m, err := n.Conn.Read(b)
+	frame := n.rd.flags&rdArmed != 0
+	n.afterRead(start, b[:m])
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		n.owner.readTimedOut()
+		n.owner.readTimedOut(frame)
 	}
 	return m, err
 }
@@ -472,10 +478,12 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 		for _, w := range batch {
 			n.iov = append(n.iov, w.b)
 		}
-		n.bufs = n.iov // a field: WriteTo's pointer receiver would move a local to the heap
-		_, err = n.bufs.WriteTo(n.Conn)
-		clear(n.iov)
-		n.iov, n.bufs = n.iov[:0], nil
+		// WriteTo (a pointer receiver: on the field, so that nothing moves
+		// to the heap) consumes n.iov; iov keeps its array for reuse.
+		iov := n.iov
+		_, err = n.iov.WriteTo(n.Conn)
+		clear(iov)
+		n.iov = iov[:0]
 		if cap(n.iov) > 16 {
 			n.iov = nil
 		}
@@ -495,7 +503,7 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 type tryState struct {
 	w       *wbuf // the frame(s) to write: w.b
 	written int
-	err     error
+	errno   syscall.Errno // not an error interface: 8 bytes less per Conn
 }
 
 // setFramed marks the handshake done. Called before the Conn is shared.
@@ -524,7 +532,10 @@ func (n *netConn) tryWriteFD(fd uintptr) bool {
 		}
 		if e != nil {
 			if e != syscall.EAGAIN {
-				t.err = e
+				t.errno = syscall.EIO // never: Write's errors are Errnos
+				if errno, ok := e.(syscall.Errno); ok {
+					t.errno = errno
+				}
 			}
 			break
 		}
@@ -535,8 +546,17 @@ func (n *netConn) tryWriteFD(fd uintptr) bool {
 // tryWrite writes as much of w.b as the socket takes now, without waiting:
 // it returns how much was written; what is left must be written by the
 // flusher. An error is a broken socket.
+//
+// It does not wait for wmu either: the lock may be held by gws answering the
+// peer's close frame (or failing the connection) on the read goroutine, a
+// write bounded only by WriteTimeout when the peer does not read. The
+// caller is the writer of a quiet connection (the actor loop, a heartbeat),
+// which must not block: when the lock is taken, nothing is written and the
+// flusher, which may wait, gets the frame.
 func (n *netConn) tryWrite(w *wbuf) (int, error) {
-	n.wmu.Lock()
+	if !n.wmu.TryLock() {
+		return 0, nil
+	}
 	defer n.wmu.Unlock()
 	if err := n.usableLocked(); err != nil {
 		return 0, err
@@ -545,8 +565,8 @@ func (n *netConn) tryWrite(w *wbuf) (int, error) {
 	n.try = tryState{w: w}
 	err := n.raw.Write(n.tryFn)
 	written := n.try.written
-	if err == nil {
-		err = n.try.err
+	if err == nil && n.try.errno != 0 {
+		err = n.try.errno
 	}
 	n.try = tryState{}
 	if err != nil {

@@ -26,7 +26,10 @@
 // both requestId and responseId is a request), and an envelope with no
 // truthy id is [ErrMissingID] (JS swallows it silently). A top-level null,
 // which crashes Node peers, is [ErrNull]. Invalid UTF-8 anywhere in the frame
-// is [ErrInvalidUTF8]; nesting deeper than 512 is [ErrMalformed].
+// is [ErrInvalidUTF8]; nesting deeper than 512 is [ErrMalformed] and
+// [ErrTooDeep], and for a request whose id could be read (before or after
+// the deep value, which is then stepped over by bracket count) a
+// [*RequestError] carrying the id, so that the request can be answered.
 //
 // The decoder is a hand-written validating scanner: it does not use
 // reflection, keeps "data" as raw bytes aliasing the frame, and does not

@@ -112,7 +112,26 @@ var (
 	// ErrBadField: an extension field has the wrong type ("error" is not an
 	// object with string code/message, "timeout" is not a non-negative number).
 	ErrBadField = errors.New("envelope: bad extension field")
+	// ErrTooDeep: the frame nests arrays and objects deeper than 512. Such
+	// an error matches ErrMalformed too.
+	ErrTooDeep = errors.New("envelope: nesting deeper than 512")
 )
+
+// RequestError is the error [Decode] returns for a request envelope it
+// cannot deliver although it could read its id: its data (or another of its
+// values) nests deeper than 512. The request can be answered with an error
+// reply. It matches [ErrTooDeep] and [ErrMalformed] (errors.Is).
+type RequestError struct {
+	ID  []byte // the raw JSON id, as in [Envelope].ID (a copy: it does not alias the frame)
+	Err error  // why the request cannot be used
+}
+
+func (e *RequestError) Error() string {
+	return e.Err.Error() + " in request " + string(e.ID)
+}
+
+// Unwrap returns Err.
+func (e *RequestError) Unwrap() error { return e.Err }
 
 // Field indexes into the table of top-level keys Decode looks for.
 const (
@@ -137,6 +156,8 @@ type span struct{ s, e int } // b[s:e]; e == 0 means absent
 //
 // Errors wrap one of the sentinel errors: [ErrEmpty], [ErrMalformed],
 // [ErrInvalidUTF8], [ErrNull], [ErrMissingID], [ErrBadID], [ErrBadField].
+// A request whose id is readable but whose data nests too deep is a
+// [*RequestError] carrying the id, so that it can be answered.
 func Decode(b []byte) (Envelope, error) {
 	i := skipWS(b, 0)
 	if i == len(b) {
@@ -177,6 +198,7 @@ func Decode(b []byte) (Envelope, error) {
 // decodeObject decodes the top-level object that starts at b[start] == '{'.
 func decodeObject(b []byte, start int) (Envelope, error) {
 	var f [nFields]span
+	deep := -1 // offset of the first value nested too deep
 	i := skipWS(b, start+1)
 	if i < len(b) && b[i] == '}' {
 		i++
@@ -196,6 +218,16 @@ func decodeObject(b []byte, start int) (Envelope, error) {
 			}
 			vs := skipWS(b, i+1)
 			ve, st := skipValue(b, vs, 1)
+			if st == stDepth {
+				// Perhaps valid, only too deep for us: step over it
+				// without validating its structure, so that the
+				// other keys are still read and a request with a
+				// readable id can be answered.
+				if deep < 0 {
+					deep = ve
+				}
+				ve, st = skipDeep(b, vs)
+			}
 			if st != stOK {
 				return Envelope{}, syntaxError(b, ve, st)
 			}
@@ -217,6 +249,9 @@ func decodeObject(b []byte, start int) (Envelope, error) {
 	end := i
 	if j := skipWS(b, end); j != len(b) {
 		return Envelope{}, syntaxError(b, j, stSyntax)
+	}
+	if deep >= 0 {
+		return Envelope{}, tooDeep(b, &f, deep)
 	}
 	p := f[fPlugin]
 	if p.e == 0 || !stringEquals(b[p.s:p.e], Plugin) {
@@ -272,6 +307,22 @@ func decodeObject(b []byte, start int) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: no truthy requestId, responseId or cancelId", ErrMissingID)
 	}
 	return env, nil
+}
+
+// tooDeep is the error for an object one of whose values nests too deep:
+// a *RequestError when it is a request with a usable id, else what a
+// syntax error at deep reports.
+func tooDeep(b []byte, f *[nFields]span, deep int) error {
+	err := syntaxError(b, deep, stDepth)
+	p, r := f[fPlugin], f[fRequestID]
+	if p.e == 0 || !stringEquals(b[p.s:p.e], Plugin) || r.e == 0 || !errors.Is(err, ErrTooDeep) {
+		return err
+	}
+	raw := b[r.s:r.e]
+	if truthy, usable := idTruth(raw); !truthy || !usable || len(raw) > MaxIDLen {
+		return err
+	}
+	return &RequestError{ID: append([]byte(nil), raw...), Err: err}
 }
 
 func idKeyName(k int) string {
@@ -605,7 +656,7 @@ func syntaxError(b []byte, i int, st status) error {
 		return fmt.Errorf("%w: at offset %d", ErrInvalidUTF8, i)
 	}
 	if st == stDepth {
-		return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrMalformed, maxDepth, i)
+		return fmt.Errorf("%w (%w) at offset %d", ErrMalformed, ErrTooDeep, i)
 	}
 	if i >= len(b) {
 		return fmt.Errorf("%w: unexpected end of input", ErrMalformed)

@@ -253,6 +253,33 @@ func skipValue(b []byte, i, depth int) (int, status) {
 	}
 }
 
+// skipDeep steps over the array or object at b[i] without a depth limit: it
+// matches brackets by count only (not kind) and scans strings, so it does not
+// validate the structure. It returns the index just past the value.
+func skipDeep(b []byte, i int) (int, status) {
+	depth := 0
+	for i < len(b) {
+		switch b[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1, stOK
+			}
+		case '"':
+			e, st := scanString(b, i)
+			if st != stOK {
+				return e, st
+			}
+			i = e
+			continue
+		}
+		i++
+	}
+	return i, stSyntax
+}
+
 // objectKey scans `"key" :` at b[i] and returns the index after the colon.
 func objectKey(b []byte, i int) (int, status) {
 	if i >= len(b) || b[i] != '"' {

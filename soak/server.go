@@ -74,6 +74,7 @@ func newServerSide(cfg *Config, chk *checker, pay *payloads, addrs []string) (*s
 		wsactor.WithMaxMessageSize(cfg.maxMessage()),
 		wsactor.WithMaxOutboundBytes(serverOutbound),
 		wsactor.WithWriteTimeout(serverWriteTimeout),
+		wsactor.WithMaxConnections(0), // the soak runs up to 100,000 connections
 	}
 	if cfg.Workers > 0 {
 		opts = append(opts, wsactor.WithHandlerPool(cfg.Workers, 65536))

@@ -108,6 +108,9 @@ func newChat(cfg config) (*chat, error) {
 		wsactor.WithRequestHandler(c.handle),
 		wsactor.WithDisconnectHook(c.left),
 		wsactor.WithRequestTimeout(10*time.Second),
+		// The list reply carries up to History messages of maxText runes:
+		// more than the default 64 KiB at worst.
+		wsactor.WithMaxMessageSize(1<<20),
 	)
 	if err != nil {
 		return nil, err
