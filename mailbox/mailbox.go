@@ -75,9 +75,12 @@ func WithCapacity(n int) Option { return func(o *options) { o.capacity = n } }
 // itself, for up to budget messages, instead of starting a drainer
 // goroutine; if messages remain after that, a drainer goroutine takes over.
 // This saves a goroutine hand-off per message when traffic is light, at the
-// price of running the handler on the posting goroutine: every poster must
-// be able to afford that (the handler must not block), and a handler must
-// never wait for its own mailbox. Default 0: always hand off.
+// price of running the handler on the posting goroutine: every poster in
+// mode [Drain] must be able to afford that for any message (the handler
+// must not block), and a handler must never wait for its own mailbox.
+// A poster that cannot afford it posts in mode [Own] or [Handoff] (see
+// [Mailbox.With]).
+// Default 0: always hand off, whatever the mode.
 func WithInlineDrain(budget int) Option { return func(o *options) { o.inline = budget } }
 
 // WithPanicHandler receives the value of a panic raised by the handler. The
