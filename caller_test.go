@@ -94,16 +94,21 @@ func TestUserCallsRunNoUserCodeOverSockets(t *testing.T) {
 				}
 			}
 
-			// A Go call pending at the server; the end of the connection
-			// ends it, and runs its callback: not here.
+			// A Go call pending at the peer of the side that the call
+			// below ends; that ends the call, and runs its callback: not
+			// here.
 			pending := make(chan error, 1)
-			if err := c.Go(ctx, "block", func(_ wsactor.Response, err error) {
+			asker := c
+			if end == "Server.Shutdown" {
+				asker = sc
+			}
+			if err := asker.Go(ctx, "block", func(_ wsactor.Response, err error) {
 				rec("callback of the pending Go")
 				pending <- err
 			}); err != nil {
 				t.Fatal(err)
 			}
-			recv(t, blocked, "the blocking request at the server")
+			recv(t, blocked, "the blocking request at the peer")
 			cut, cancel := context.WithCancel(context.Background())
 			cancel() // no grace period: the pending call is cut off
 			switch end {
