@@ -119,13 +119,13 @@ type call struct {
 	ch      chan result
 	cb      func(Reply, error)
 	stopCtx func() bool
-	// Request only: who decides the outcome. The loop (claimLoop, then it
-	// sends on ch) or the caller whose ctx ended (claimCaller, with gaveUp
-	// set before: the loop then reports gaveUp, which the caller returned).
-	claim  atomic.Uint32
-	gaveUp error
-	// Owned by the loop once posted.
-	state    callState
+	// Owned by the loop once posted: state and the fields after claim.
+	state callState
+	// claim (Request only) is shared: who settles the outcome, the loop
+	// (claimLoop; it then sends on ch) or the caller whose ctx ended first
+	// (claimTimeout, claimCanceled: what the caller returned). It sits in
+	// state's padding: a call stays 96 bytes.
+	claim    atomic.Uint32
 	preErr   error
 	deadline int64 // now() + timeout, set at registration
 	hidx     int   // index in the actor's deadlines, -1 when not in them
@@ -134,7 +134,8 @@ type call struct {
 const (
 	claimOpen uint32 = iota
 	claimLoop
-	claimCaller
+	claimTimeout
+	claimCanceled
 )
 
 type result struct {
@@ -154,10 +155,14 @@ func putFrame(b *[]byte) {
 	framePool.Put(b)
 }
 
-// inlineBudget is how many messages a goroutine that posts to an idle
-// actor handles itself before handing the loop to a goroutine of its own
-// (see mailbox.WithInlineDrain). The loop never blocks, so every poster can
-// afford it; it saves a goroutine hand-off on each reply and each request.
+// inlineBudget is how many messages a goroutine of the library's that
+// posts to an idle actor in mode mailbox.Drain (the reader in Deliver, a
+// pool worker with a result, a timer) handles itself before handing the
+// loop to a goroutine of its own (see mailbox.WithInlineDrain). The loop
+// never blocks, so these goroutines can afford it; it saves a goroutine
+// hand-off on each reply and each request. Calls made by user code post in
+// mode Own or Handoff: they never run another message, which could be
+// anyone's callback or handler.
 const inlineBudget = 64
 
 // New returns an actor writing to t with the shared cfg. tag is any value
@@ -242,8 +247,11 @@ func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	// error without waiting for a loop that may be busy; the loop then
 	// ends the call with that same error (and counts it so).
 	err := CtxError(ctx)
-	c.gaveUp = err
-	if !c.claim.CompareAndSwap(claimOpen, claimCaller) {
+	gave := claimCanceled
+	if errors.Is(err, ErrTimeout) {
+		gave = claimTimeout
+	}
+	if !c.claim.CompareAndSwap(claimOpen, gave) {
 		r := <-c.ch
 		return r.reply, r.err
 	}
@@ -538,13 +546,16 @@ func (a *Actor) complete(c *call, r Reply, err error) {
 }
 
 // claimed settles the outcome of a Request's call c that the loop is about
-// to complete with r and err: the loop's, unless the caller gave up first,
-// in which case it is the error the caller returned.
+// to complete with r and err: the loop's, unless the caller gave up first;
+// then nobody waits for it, and it is counted as what the caller returned.
 func claimed(c *call, r Reply, err error) (Reply, error) {
-	if c.ch != nil && !c.claim.CompareAndSwap(claimOpen, claimLoop) {
-		return Reply{}, c.gaveUp
+	if c.ch == nil || c.claim.CompareAndSwap(claimOpen, claimLoop) {
+		return r, err
 	}
-	return r, err
+	if c.claim.Load() == claimTimeout {
+		return Reply{}, ErrTimeout
+	}
+	return Reply{}, ErrCanceled
 }
 
 // isRemote reports whether err is a [*RemoteError]. (A function of its own:

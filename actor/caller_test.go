@@ -254,3 +254,60 @@ func TestRequestReturnsByCtxDeadline(t *testing.T) {
 		})
 	}
 }
+
+// When replies race with the callers' deadlines, each call still ends once,
+// and the Stats count what each caller saw: a caller that gave up first
+// made the loop end the call with the caller's error, even if the reply
+// was there.
+func TestRequestDeadlineRaceCountsWhatCallersSaw(t *testing.T) {
+	cfgA := newConfig(t)
+	p := newPair(t, cfgA, newConfig(t, actor.WithHandler(double, newPool(t, 4, 64))))
+	const workers, each = 8, 200
+	type tally struct{ replied, timedOut, remote int64 }
+	out := make(chan tally, workers)
+	for w := range workers {
+		go func() {
+			var n tally
+			for i := range each {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration((w*each+i)%300)*time.Microsecond)
+				r, err := p.a.Request(ctx, num(i))
+				cancel()
+				switch {
+				case err == nil:
+					if string(r.Data) != strconv.Itoa(2*i) {
+						t.Errorf("reply %s to %d", r.Data, i)
+					}
+					n.replied++
+				case errors.Is(err, actor.ErrTimeout):
+					n.timedOut++
+				case errors.As(err, new(*actor.RemoteError)): // busy: the peer's pool is full
+					n.remote++
+				default:
+					t.Errorf("Request: %v", err)
+				}
+			}
+			out <- n
+		}()
+	}
+	var sum tally
+	for range workers {
+		n := recv(t, out, "a worker")
+		sum.replied += n.replied
+		sum.timedOut += n.timedOut
+		sum.remote += n.remote
+	}
+	recv(t, p.a.Drain(), "nothing in flight") // the loop has taken every cancel
+	s := cfgA.Stats()
+	// A Request whose ctx had ended on entry was never accepted, and is
+	// not counted: it returned ErrTimeout.
+	refused := workers*each - s.Requests.Load()
+	if s.Replied.Load() != sum.replied || s.TimedOut.Load()+refused != sum.timedOut || s.RemoteErrors.Load() != sum.remote {
+		t.Errorf("stats: replied %d, timed out %d (+%d never accepted), remote errors %d; callers saw %d, %d and %d",
+			s.Replied.Load(), s.TimedOut.Load(), refused, s.RemoteErrors.Load(), sum.replied, sum.timedOut, sum.remote)
+	}
+	if n := sum.replied + sum.timedOut + sum.remote; n != workers*each {
+		t.Errorf("%d outcomes for %d requests", n, workers*each)
+	}
+	checkBalance(t, s)
+	t.Logf("replied %d, timed out %d (never accepted %d), remote errors %d", sum.replied, sum.timedOut, refused, sum.remote)
+}
