@@ -174,7 +174,8 @@ func New(t Transport, cfg *Config, tag any) (*Actor, error) {
 	}
 	a := &Actor{cfg: cfg, t: t, tag: tag}
 	mb, err := mailbox.New(a.handle, mailbox.WithCapacity(cfg.mailboxCapacity),
-		mailbox.WithInlineDrain(inlineBudget), mailbox.WithPanicHandler(a.loopPanic))
+		mailbox.WithInlineDrain(inlineBudget), mailbox.WithOwnAlso(a.runsNoUserCode),
+		mailbox.WithPanicHandler(a.loopPanic))
 	if err != nil {
 		return nil, err
 	}
@@ -228,8 +229,9 @@ func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	c.ch = make(chan result, 1)
 	// Mode Own: if the mailbox is idle this goroutine registers the call
 	// itself (a write that only queues; no user code runs for a Request's
-	// registration), saving a hand-off on every request, but it runs no
-	// other message, which could be anyone's callback or handler.
+	// registration), saving a hand-off on every request, and goes on only
+	// with messages that run no user code either (runsNoUserCode): never
+	// anyone's callback, handler or hook.
 	if err := a.mb.With(mailbox.Own).PostWait(ctx, msg{op: opRegister, call: c}); err != nil {
 		putFrame(c.frame)
 		if errors.Is(err, mailbox.ErrClosed) {
@@ -445,6 +447,34 @@ func (a *Actor) handle(m msg) {
 		a.failure = nil
 		a.restart(cause)
 	}
+}
+
+// runsNoUserCode reports whether handling m can run no user code: no
+// callback, handler or hook. A caller of Request that registered its own
+// request (mailbox mode Own) goes on with such messages, within the inline
+// budget: the other Requests' registrations, cancels and replies, and
+// drains. It runs on the loop (the drainer role is held), under the
+// mailbox's lock.
+func (a *Actor) runsNoUserCode(m msg) bool {
+	switch m.op {
+	case opRegister, opCancel:
+		return m.call.ch != nil // a Request's; a Go call's may end with its callback
+	case opDrain:
+		return true
+	case opInbound:
+		if m.kind != envelope.KindResponse {
+			return false
+		}
+		// A reply to a pending Request; anything else goes to the bad-input
+		// hook or a Go call's callback.
+		id, ok := envelope.ParseID(m.data[:m.idLen])
+		if !ok {
+			return false
+		}
+		c, _ := a.pending.get(id)
+		return c != nil && c.ch != nil
+	}
+	return false
 }
 
 // loopPanic catches a panic that escaped handle: a bug, not user code (user

@@ -42,6 +42,7 @@ var closedChan = func() chan struct{} {
 type Mailbox[T any] struct {
 	handler func(T)
 	onPanic func(any)
+	safe    func(T) bool
 	cap     int32
 	inline  int32
 
@@ -65,6 +66,7 @@ type options struct {
 	capacity int
 	inline   int
 	onPanic  func(any)
+	safe     any // func(T) bool
 }
 
 // WithCapacity bounds the user lane (messages posted and not yet taken by the
@@ -82,6 +84,16 @@ func WithCapacity(n int) Option { return func(o *options) { o.capacity = n } }
 // [Mailbox.With]).
 // Default 0: always hand off, whatever the mode.
 func WithInlineDrain(budget int) Option { return func(o *options) { o.inline = budget } }
+
+// WithOwnAlso lets a post in mode [Own] go on, after its own message, with
+// the queued messages for which safe reports true, in order and within the
+// inline budget, and hand the rest to a drainer goroutine from the first
+// for which it reports false. It is for messages the poster may run as
+// well as its own: say, those whose handling runs no code of the poster's
+// callers. safe is called on the goroutine that holds the drainer role,
+// with the mailbox's lock held: it may read state owned by the handler, and
+// must be quick and must not post. T must be the mailbox's message type.
+func WithOwnAlso[T any](safe func(v T) bool) Option { return func(o *options) { o.safe = safe } }
 
 // WithPanicHandler receives the value of a panic raised by the handler. The
 // panic is recovered, the message that caused it is dropped and draining goes
@@ -106,8 +118,12 @@ func New[T any](handler func(T), opts ...Option) (*Mailbox[T], error) {
 	if o.inline < 0 {
 		return nil, fmt.Errorf("mailbox: inline budget %d, want >= 0", o.inline)
 	}
+	safe, ok := o.safe.(func(T) bool)
+	if o.safe != nil && (!ok || safe == nil) {
+		return nil, fmt.Errorf("mailbox: WithOwnAlso takes a non-nil func(%T) bool", *new(T))
+	}
 	// Larger values mean "no bound" in practice; int32 keeps the struct small.
-	return &Mailbox[T]{handler: handler, onPanic: o.onPanic,
+	return &Mailbox[T]{handler: handler, onPanic: o.onPanic, safe: safe,
 		cap: int32(min(o.capacity, math.MaxInt32)), inline: int32(min(o.inline, math.MaxInt32))}, nil
 }
 
@@ -122,8 +138,9 @@ const (
 	// only from goroutines that may run the handler for any message.
 	Drain Mode = iota
 	// Own lets the poster hand its own message to the handler and nothing
-	// else: messages posted while that runs go to a drainer goroutine. Use
-	// it where the poster may run the handler for its own message only.
+	// else (but the messages [WithOwnAlso] allows): messages posted while
+	// that runs go to a drainer goroutine. Use it where the poster may run
+	// the handler for its own message only.
 	Own
 	// Handoff never runs the handler on the poster: a drainer goroutine
 	// does.
@@ -230,10 +247,10 @@ func (m *Mailbox[T]) postLocked(v T, sys bool, mode Mode) {
 	m.mu.Unlock()
 	m.call(v)
 	budget := int(m.inline) - 1
-	if mode == Own {
+	if mode == Own && m.safe == nil {
 		budget = 0
 	}
-	if m.drainInline(budget) {
+	if m.drainInline(budget, mode == Own) {
 		return
 	}
 	go m.drain()
@@ -259,10 +276,11 @@ func (m *Mailbox[T]) idleLocked() {
 }
 
 // drainInline hands up to budget more messages to the handler on the
-// calling goroutine, which holds the drainer role. It reports true when it
-// emptied the mailbox and gave the role up, false when the role is still
-// held and messages remain.
-func (m *Mailbox[T]) drainInline(budget int) bool {
+// calling goroutine, which holds the drainer role; with own, only as long
+// as m.safe allows the next one. It reports true when it emptied the
+// mailbox and gave the role up, false when the role is still held and
+// messages remain.
+func (m *Mailbox[T]) drainInline(budget int, own bool) bool {
 	for i := 0; ; i++ {
 		m.mu.Lock()
 		if i == budget && len(m.sys)+len(m.user) > 0 {
@@ -271,6 +289,10 @@ func (m *Mailbox[T]) drainInline(budget int) bool {
 		}
 		var v T
 		switch {
+		case own && len(m.sys) > 0 && !m.safe(m.sys[0]),
+			own && len(m.sys) == 0 && len(m.user) > 0 && !m.safe(m.user[0]):
+			m.mu.Unlock()
+			return false
 		case len(m.sys) > 0:
 			v = m.sys[0]
 			m.sys = popFront(m.sys)

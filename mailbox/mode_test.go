@@ -101,3 +101,43 @@ func TestPostModesWithoutBudget(t *testing.T) {
 		waitClosed(t, m.Stopped(), "Stopped")
 	}
 }
+
+// With WithOwnAlso, a post in mode Own goes on with the queued messages
+// the predicate allows, in order, and hands off from the first it refuses
+// (system lane first, as always).
+func TestOwnAlso(t *testing.T) {
+	var poster uint64
+	onPoster := map[int]bool{}
+	done := make(chan struct{})
+	var m *mailbox.Mailbox[int]
+	m, err := mailbox.New(func(v int) {
+		onPoster[v] = goid() == poster
+		switch v {
+		case 1:
+			_ = m.Post(3)
+			_ = m.Post(4)
+			_ = m.PostSystem(2)
+		case 4:
+			close(done)
+		}
+	}, mailbox.WithInlineDrain(8), mailbox.WithOwnAlso(func(v int) bool { return v != 3 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poster = goid()
+	if err := m.With(mailbox.Own).Post(1); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, done, "the messages")
+	m.Close()
+	waitClosed(t, m.Stopped(), "Stopped")
+	if got := fmt.Sprint(onPoster); got != "map[1:true 2:true 3:false 4:false]" {
+		t.Errorf("on the poster: %s", got)
+	}
+	if _, err := mailbox.New(func(int) {}, mailbox.WithOwnAlso(func(string) bool { return true })); err == nil {
+		t.Error("WithOwnAlso for another type accepted")
+	}
+	if _, err := mailbox.New(func(int) {}, mailbox.WithOwnAlso[int](nil)); err == nil {
+		t.Error("WithOwnAlso(nil) accepted")
+	}
+}
