@@ -28,7 +28,8 @@
 // hand-off per message. The loop never blocks (its writes go to a Transport
 // whose Write only queues), so these goroutines can afford it. A caller of
 // [Actor.Request] that finds the mailbox idle registers its own request
-// itself (mailbox mode Own: that runs no user code), and nothing else.
+// itself (mailbox mode Own), and goes on only with messages whose handling
+// runs no user code: other Requests' registrations, cancels and replies.
 // Nothing runs while no message is queued, so an idle actor owns no
 // goroutine.
 //

@@ -20,10 +20,12 @@
 // hand-off (and a lane array) per message under light traffic. How much it
 // runs is the post's [Mode]: [Drain] (Post, PostWait and PostSystem) runs
 // messages for up to the budget, whoever posted them; [Own] runs the
-// poster's own message and nothing else; [Handoff] runs nothing. A post in
-// mode Own or Handoff never runs the handler for anyone else's message on
-// the posting goroutine. A panic in the handler is recovered per message and
-// reported to the panic handler; it never kills the drainer or the process.
+// poster's own message and nothing else (but what [WithOwnAlso] allows);
+// [Handoff] runs nothing. A post in mode Own or Handoff never runs the
+// handler on the posting goroutine for anyone else's message, except those
+// the mailbox's owner declared safe with WithOwnAlso. A panic in the
+// handler is recovered per message and reported to the panic handler; it
+// never kills the drainer or the process.
 //
 // When a bound is hit: Post returns [ErrFull] at once; PostWait waits for room
 // (or its context); PostSystem always succeeds until Close.
