@@ -92,9 +92,10 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 // No user code runs inside Request or Go, even when other messages arrive
 // while the call is handing its own message to the actor: the write of the
 // call's request is held open (the transport's gate) while the peer's
-// reply to an earlier Go call, a request for an inline handler and a late
-// reply (the bad-input hook) are delivered. Before the fix the caller,
-// having found the mailbox idle, went on to drain them itself.
+// reply to another Request, then to an earlier Go call, a request for an
+// inline handler and a late reply (the bad-input hook) are delivered.
+// Before the fix the caller, having found the mailbox idle, went on to
+// drain them itself.
 func TestUserCallRunsNoUserCodeWhileItPosts(t *testing.T) {
 	for _, call := range []string{"Request", "Go"} {
 		t.Run(call, func(t *testing.T) {
@@ -111,6 +112,18 @@ func TestUserCallRunsNoUserCodeWhileItPosts(t *testing.T) {
 				t.Fatal(err)
 			}
 			g1 := p.frameWith(t, `"g1"`)
+			// Another Request in flight: its reply runs no user code, so a
+			// caller may handle it (mailbox.WithOwnAlso), but must stop at
+			// the next message, which is not so.
+			r2 := make(chan error, 1)
+			go func() {
+				r, err := p.a.Request(context.Background(), []byte(`"r2"`))
+				if err == nil && string(r.Data) != `"rr2"` {
+					err = errors.New("reply " + string(r.Data))
+				}
+				r2 <- err
+			}()
+			r2id := p.frameWith(t, `"r2"`)
 
 			caller := make(chan uint64, 1)
 			done := make(chan error, 1)
@@ -126,6 +139,7 @@ func TestUserCallRunsNoUserCodeWhileItPosts(t *testing.T) {
 			}()
 			recv(t, entered, "the request's write")
 			// The loop is held inside the write: these queue behind it.
+			p.reply(t, r2id, `"rr2"`)
 			p.reply(t, g1, `"r1"`)
 			p.inject(t, `{"plugin":"primus-responder","requestId":"p1","data":"peer"}`)
 			p.inject(t, `{"plugin":"primus-responder","responseId":"00000000-0000-4000-8000-000000000000","data":1}`)
@@ -135,6 +149,9 @@ func TestUserCallRunsNoUserCodeWhileItPosts(t *testing.T) {
 			p.reply(t, x, `"rx"`)
 			if err := recv(t, done, call); err != nil {
 				t.Fatalf("%s: %v", call, err)
+			}
+			if err := recv(t, r2, "the other Request"); err != nil {
+				t.Fatalf("the other Request: %v", err)
 			}
 			n := 3 // the earlier callback, the inline handler, the hook
 			if call == "Go" {
