@@ -57,4 +57,11 @@
 // writes happen on an on-demand flusher. Per server: one heartbeat
 // goroutine. Per client: one supervisor goroutine. Shutdown and Close wait
 // for all of them.
+//
+// No callback, handler or hook ever runs inside a call that user code makes
+// into this package ([Conn.Request], [Conn.Go], [Conn.Send], [Conn.Close],
+// [Client.Request], [Server.Shutdown], ...): they run on the goroutines
+// above, so these calls may be made while holding a lock that a callback
+// takes. (The authentication hook is the exception by nature: it runs
+// inside [Server.ServeHTTP], called by net/http for the upgrade.)
 package wsactor

@@ -119,12 +119,24 @@ type call struct {
 	ch      chan result
 	cb      func(Reply, error)
 	stopCtx func() bool
-	// Owned by the loop once posted.
-	state    callState
+	// Owned by the loop once posted: state and the fields after claim.
+	state callState
+	// claim (Request only) is shared: who settles the outcome, the loop
+	// (claimLoop; it then sends on ch) or the caller whose ctx ended first
+	// (claimTimeout, claimCanceled: what the caller returned). It sits in
+	// state's padding: a call stays 96 bytes.
+	claim    atomic.Uint32
 	preErr   error
 	deadline int64 // now() + timeout, set at registration
 	hidx     int   // index in the actor's deadlines, -1 when not in them
 }
+
+const (
+	claimOpen uint32 = iota
+	claimLoop
+	claimTimeout
+	claimCanceled
+)
 
 type result struct {
 	reply Reply
@@ -143,10 +155,14 @@ func putFrame(b *[]byte) {
 	framePool.Put(b)
 }
 
-// inlineBudget is how many messages a goroutine that posts to an idle
-// actor handles itself before handing the loop to a goroutine of its own
-// (see mailbox.WithInlineDrain). The loop never blocks, so every poster can
-// afford it; it saves a goroutine hand-off on each reply and each request.
+// inlineBudget is how many messages a goroutine of the library's that
+// posts to an idle actor in mode mailbox.Drain (the reader in Deliver, a
+// pool worker with a result, a timer) handles itself before handing the
+// loop to a goroutine of its own (see mailbox.WithInlineDrain). The loop
+// never blocks, so these goroutines can afford it; it saves a goroutine
+// hand-off on each reply and each request. Calls made by user code post in
+// mode Own or Handoff: they never run another message, which could be
+// anyone's callback or handler.
 const inlineBudget = 64
 
 // New returns an actor writing to t with the shared cfg. tag is any value
@@ -158,7 +174,8 @@ func New(t Transport, cfg *Config, tag any) (*Actor, error) {
 	}
 	a := &Actor{cfg: cfg, t: t, tag: tag}
 	mb, err := mailbox.New(a.handle, mailbox.WithCapacity(cfg.mailboxCapacity),
-		mailbox.WithInlineDrain(inlineBudget), mailbox.WithPanicHandler(a.loopPanic))
+		mailbox.WithInlineDrain(inlineBudget), mailbox.WithOwnAlso(a.runsNoUserCode),
+		mailbox.WithPanicHandler(a.loopPanic))
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +212,10 @@ func (a *Actor) closedErr() error {
 // for the answer. It returns exactly one of: the reply, a [*RemoteError],
 // [ErrTimeout] (the request timeout or ctx's deadline), [ErrCanceled],
 // [ErrConnLost], [ErrRestarted], [ErrShutdown], [ErrClosed],
-// [ErrTooManyPending] or a write error. It may be called from a handler of
-// the same actor.
+// [ErrTooManyPending] or a write error. It returns once ctx ends at the
+// latest, even while the mailbox is full or the loop is busy. It may be
+// called from a handler of the same actor. It never runs a callback,
+// handler or hook on the calling goroutine.
 func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	if ctx.Err() != nil {
 		return Reply{}, CtxError(ctx)
@@ -208,7 +227,12 @@ func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	}
 	c := a.newCall(ctx, data)
 	c.ch = make(chan result, 1)
-	if err := a.mb.PostWait(ctx, msg{op: opRegister, call: c}); err != nil {
+	// Mode Own: if the mailbox is idle this goroutine registers the call
+	// itself (a write that only queues; no user code runs for a Request's
+	// registration), saving a hand-off on every request, and goes on only
+	// with messages that run no user code either (runsNoUserCode): never
+	// anyone's callback, handler or hook.
+	if err := a.mb.With(mailbox.Own).PostWait(ctx, msg{op: opRegister, call: c}); err != nil {
 		putFrame(c.frame)
 		if errors.Is(err, mailbox.ErrClosed) {
 			return Reply{}, a.closedErr()
@@ -219,18 +243,33 @@ func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	case r := <-c.ch:
 		return r.reply, r.err
 	case <-ctx.Done():
-		// The loop decides: the reply may have won the race.
-		_ = a.mb.PostSystem(msg{op: opCancel, call: c, err: CtxError(ctx)})
+	}
+	// Whoever claims the call first decides its outcome: the loop (it has
+	// the answer, and sends it at once) or this caller, which returns ctx's
+	// error without waiting for a loop that may be busy; the loop then
+	// ends the call with that same error (and counts it so).
+	err := CtxError(ctx)
+	gave := claimCanceled
+	if errors.Is(err, ErrTimeout) {
+		gave = claimTimeout
+	}
+	if !c.claim.CompareAndSwap(claimOpen, gave) {
 		r := <-c.ch
 		return r.reply, r.err
 	}
+	// Take the call out of the pending set and tell the peer. A cancel's
+	// handling runs no user code for a Request, so mode Own is safe here.
+	_ = a.mb.With(mailbox.Own).PostSystem(msg{op: opCancel, call: c, err: err})
+	return Reply{}, err
 }
 
 // Go sends data to the peer and calls cb exactly once with the outcome
 // (the same outcomes as [Actor.Request]), without a goroutine per call. cb
-// runs on the actor's loop: it must be quick and must not block or wait for
-// this actor; a panic in it counts as a failure of the actor. If Go returns
-// an error the request was not accepted and cb is never called.
+// runs on the actor's loop, never on the goroutine that called Go (nor
+// inside any other call of this package made by user code): it must be
+// quick and must not block or wait for this actor; a panic in it counts as
+// a failure of the actor. If Go returns an error the request was not
+// accepted and cb is never called.
 func (a *Actor) Go(ctx context.Context, data []byte, cb func(Reply, error)) error {
 	if cb == nil {
 		return errors.New("actor: Go needs a callback")
@@ -245,7 +284,9 @@ func (a *Actor) Go(ctx context.Context, data []byte, cb func(Reply, error)) erro
 			_ = a.mb.PostSystem(msg{op: opCancel, call: c, err: CtxError(ctx)})
 		})
 	}
-	if err := a.mb.Post(msg{op: opRegister, call: c}); err != nil {
+	// Mode Handoff: the registration of a Go call runs cb when it fails, so
+	// not even Go's own message may run on this goroutine.
+	if err := a.mb.With(mailbox.Handoff).Post(msg{op: opRegister, call: c}); err != nil {
 		if c.stopCtx != nil {
 			c.stopCtx()
 		}
@@ -275,6 +316,11 @@ func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 // response or a cancel). It copies what it keeps. It waits while the mailbox
 // is full, which stops the connection's reader: backpressure to the peer.
 // After the actor stopped it returns [ErrClosed] and drops env.
+//
+// Deliver is for the connection's reader, a goroutine of the owner's: when
+// the mailbox is idle it runs the loop itself for a bounded number of
+// messages (see [mailbox.WithInlineDrain]), which may include handlers,
+// callbacks of [Actor.Go] and hooks. It is the only method that does.
 func (a *Actor) Deliver(env envelope.Envelope) error {
 	switch env.Kind {
 	case envelope.KindRequest, envelope.KindResponse, envelope.KindCancel:
@@ -309,24 +355,28 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 }
 
 // Fail reports a failure of user code that ran outside the actor (a hook,
-// a message handler). The actor restarts or stops as its Config decides.
+// a message handler). The actor restarts or stops as its Config decides,
+// on its loop: Fail returns at once.
 func (a *Actor) Fail(cause error) {
-	_ = a.mb.PostSystem(msg{op: opFail, err: cause})
+	_ = a.mb.With(mailbox.Handoff).PostSystem(msg{op: opFail, err: cause})
 }
 
 // Stop stops the actor: every pending request fails with cause, the
 // handlers in progress are cancelled, and if code is not 0 the transport is
 // closed with code and reason. Use it when the connection is gone (cause
-// wrapping [ErrConnLost], code 0). It does not wait: see [Actor.Done].
+// wrapping [ErrConnLost], code 0). It does not wait: see [Actor.Done]. The
+// callbacks of the pending [Actor.Go] calls run on the loop, not on the
+// goroutine that called Stop.
 func (a *Actor) Stop(cause error, code uint16, reason string) {
-	_ = a.mb.PostSystem(msg{op: opStop, err: cause, code: code, data: []byte(reason)})
+	_ = a.mb.With(mailbox.Handoff).PostSystem(msg{op: opStop, err: cause, code: code, data: []byte(reason)})
 }
 
 // Closed tells the actor that its transport is gone: like Stop with code 0,
 // but queued behind the envelopes already delivered, so a reply that
-// arrived just before the close is still matched to its request.
+// arrived just before the close is still matched to its request. Like
+// Stop it does not wait, and runs nothing on the calling goroutine.
 func (a *Actor) Closed(cause error) {
-	_ = a.mb.PostWait(context.Background(), msg{op: opStop, err: cause})
+	_ = a.mb.With(mailbox.Handoff).PostWait(context.Background(), msg{op: opStop, err: cause})
 }
 
 // Drain starts draining the actor: from now on new requests in both
@@ -335,7 +385,8 @@ func (a *Actor) Closed(cause error) {
 // closed when none is left in flight, or when the actor stops.
 func (a *Actor) Drain() <-chan struct{} {
 	ch := make(chan struct{})
-	if a.mb.PostSystem(msg{op: opDrain, ch: ch}) != nil {
+	// Mode Own: handling a drain runs no user code.
+	if a.mb.With(mailbox.Own).PostSystem(msg{op: opDrain, ch: ch}) != nil {
 		close(ch)
 	}
 	return ch
@@ -396,6 +447,34 @@ func (a *Actor) handle(m msg) {
 		a.failure = nil
 		a.restart(cause)
 	}
+}
+
+// runsNoUserCode reports whether handling m can run no user code: no
+// callback, handler or hook. A caller of Request that registered its own
+// request (mailbox mode Own) goes on with such messages, within the inline
+// budget: the other Requests' registrations, cancels and replies, and
+// drains. It runs on the loop (the drainer role is held), under the
+// mailbox's lock.
+func (a *Actor) runsNoUserCode(m msg) bool {
+	switch m.op {
+	case opRegister, opCancel:
+		return m.call.ch != nil // a Request's; a Go call's may end with its callback
+	case opDrain:
+		return true
+	case opInbound:
+		if m.kind != envelope.KindResponse {
+			return false
+		}
+		// A reply to a pending Request; anything else goes to the bad-input
+		// hook or a Go call's callback.
+		id, ok := envelope.ParseID(m.data[:m.idLen])
+		if !ok {
+			return false
+		}
+		c, _ := a.pending.get(id)
+		return c != nil && c.ch != nil
+	}
+	return false
 }
 
 // loopPanic catches a panic that escaped handle: a bug, not user code (user
@@ -470,6 +549,7 @@ func (a *Actor) complete(c *call, r Reply, err error) {
 		return
 	}
 	c.state = stDone
+	r, err = claimed(c, r, err)
 	a.deadlines.remove(c)
 	if c.stopCtx != nil {
 		c.stopCtx()
@@ -493,6 +573,19 @@ func (a *Actor) complete(c *call, r Reply, err error) {
 		return
 	}
 	a.userCode(func() { c.cb(r, err) })
+}
+
+// claimed settles the outcome of a Request's call c that the loop is about
+// to complete with r and err: the loop's, unless the caller gave up first;
+// then nobody waits for it, and it is counted as what the caller returned.
+func claimed(c *call, r Reply, err error) (Reply, error) {
+	if c.ch == nil || c.claim.CompareAndSwap(claimOpen, claimLoop) {
+		return r, err
+	}
+	if c.claim.Load() == claimTimeout {
+		return Reply{}, ErrTimeout
+	}
+	return Reply{}, ErrCanceled
 }
 
 // isRemote reports whether err is a [*RemoteError]. (A function of its own:

@@ -20,22 +20,33 @@
 // cancel (posted by the caller whose ctx ended, or by context.AfterFunc for
 // [Actor.Go]), a handler's result, a failure, a drain and a stop. One
 // goroutine at a time runs the loop (the mailbox's drainer role), so the
-// maps have no lock. The role is taken by the goroutine whose message found
-// the mailbox idle (a caller, the connection's reader, a handler worker, a
-// timer) for up to 64 messages, then by a goroutine of the mailbox's own;
-// this saves a goroutine hand-off per message. The loop never blocks (its
-// writes go to a Transport whose Write only queues), so any poster can
-// afford it. Nothing runs while no message is queued, so an idle actor owns
-// no goroutine.
+// maps have no lock. The role is taken by a goroutine of the library's
+// whose message found the mailbox idle (the connection's reader calling
+// [Actor.Deliver], a pool worker with a handler's result, a timer, the
+// context package's goroutine with a cancel for [Actor.Go]) for up to 64
+// messages, then by a goroutine of the mailbox's own; this saves a goroutine
+// hand-off per message. The loop never blocks (its writes go to a Transport
+// whose Write only queues), so these goroutines can afford it. A caller of
+// [Actor.Request] that finds the mailbox idle registers its own request
+// itself (mailbox mode Own), and goes on only with messages whose handling
+// runs no user code: other Requests' registrations, cancels and replies.
+// Nothing runs while no message is queued, so an idle actor owns no
+// goroutine.
+//
+// No user callback, handler or hook ever runs inside a call that user code
+// makes into this package (Request, Go, Stop, Closed, Fail, Drain,
+// Shutdown, ...): only Deliver, meant for the owner's reader, may run them
+// on its caller.
 //
 // Handlers run on [Pool] workers, not on the loop, so a handler may call
 // [Actor.Request] on its own actor. With [WithInlineHandlers] they run on
 // the loop instead (no hand-off; for handlers that never block and never
-// call Request on their own actor, which would wait for itself). Callbacks given to [Actor.Go] and the
-// hooks run on the loop and must be quick. A panic in any user code is
-// caught: it is a failure, after which the actor restarts (pending requests
-// fail with [ErrRestarted] wrapping the cause, the peer's requests in
-// progress get error replies) or stops, as the Config's restart decider says.
+// call Request on their own actor, which would wait for itself). Callbacks
+// given to [Actor.Go] and the hooks run on the loop and must be quick. A
+// panic in any user code is caught: it is a failure, after which the actor
+// restarts (pending requests fail with [ErrRestarted] wrapping the cause,
+// the peer's requests in progress get error replies) or stops, as the
+// Config's restart decider says.
 //
 // # Bounds
 //
@@ -44,6 +55,6 @@
 //   - Peer requests in progress per actor ([WithMaxInbound]) and the pool's
 //     workers and queue ([NewPool]): one more is answered with an error reply
 //     of code [CodeBusy].
-//   - The mailbox ([WithMailboxCapacity]): Request and Deliver wait for room,
-//     Go fails with [ErrMailboxFull].
+//   - The mailbox ([WithMailboxCapacity]): Request (until its ctx ends) and
+//     Deliver wait for room, Go fails with [ErrMailboxFull].
 package actor

@@ -39,9 +39,13 @@ type end struct {
 	self *actor.Actor
 	peer *actor.Actor // nil: frames go to raw
 	raw  chan []byte
+	gate func(f []byte) // if set, called by Write first (on the writer's goroutine)
 }
 
 func (e *end) Write(f []byte) error {
+	if e.gate != nil {
+		e.gate(f)
+	}
 	select {
 	case <-e.l.done:
 		return errLinkClosed
@@ -144,6 +148,10 @@ func newPair(t testing.TB, cfgA, cfgB *actor.Config) *pair {
 	})
 	return p
 }
+
+// gateA makes a's transport call fn with every frame a writes, on the
+// writing goroutine, before queuing it. Set it before a writes anything.
+func (p *pair) gateA(fn func(f []byte)) { p.l.ends[0].gate = fn }
 
 // inject plays the peer: it delivers a raw frame to a.
 func (p *pair) inject(t testing.TB, frame string) {

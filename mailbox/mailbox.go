@@ -42,6 +42,7 @@ var closedChan = func() chan struct{} {
 type Mailbox[T any] struct {
 	handler func(T)
 	onPanic func(any)
+	safe    func(T) bool
 	cap     int32
 	inline  int32
 
@@ -65,6 +66,7 @@ type options struct {
 	capacity int
 	inline   int
 	onPanic  func(any)
+	safe     any // func(T) bool
 }
 
 // WithCapacity bounds the user lane (messages posted and not yet taken by the
@@ -75,10 +77,23 @@ func WithCapacity(n int) Option { return func(o *options) { o.capacity = n } }
 // itself, for up to budget messages, instead of starting a drainer
 // goroutine; if messages remain after that, a drainer goroutine takes over.
 // This saves a goroutine hand-off per message when traffic is light, at the
-// price of running the handler on the posting goroutine: every poster must
-// be able to afford that (the handler must not block), and a handler must
-// never wait for its own mailbox. Default 0: always hand off.
+// price of running the handler on the posting goroutine: every poster in
+// mode [Drain] must be able to afford that for any message (the handler
+// must not block), and a handler must never wait for its own mailbox.
+// A poster that cannot afford it posts in mode [Own] or [Handoff] (see
+// [Mailbox.With]).
+// Default 0: always hand off, whatever the mode.
 func WithInlineDrain(budget int) Option { return func(o *options) { o.inline = budget } }
+
+// WithOwnAlso lets a post in mode [Own] go on, after its own message, with
+// the queued messages for which safe reports true, in order and within the
+// inline budget, and hand the rest to a drainer goroutine from the first
+// for which it reports false. It is for messages the poster may run as
+// well as its own: say, those whose handling runs no code of the poster's
+// callers. safe is called on the goroutine that holds the drainer role,
+// with the mailbox's lock held: it may read state owned by the handler, and
+// must be quick and must not post. T must be the mailbox's message type.
+func WithOwnAlso[T any](safe func(v T) bool) Option { return func(o *options) { o.safe = safe } }
 
 // WithPanicHandler receives the value of a panic raised by the handler. The
 // panic is recovered, the message that caused it is dropped and draining goes
@@ -103,30 +118,89 @@ func New[T any](handler func(T), opts ...Option) (*Mailbox[T], error) {
 	if o.inline < 0 {
 		return nil, fmt.Errorf("mailbox: inline budget %d, want >= 0", o.inline)
 	}
+	safe, ok := o.safe.(func(T) bool)
+	if o.safe != nil && (!ok || safe == nil) {
+		return nil, fmt.Errorf("mailbox: WithOwnAlso takes a non-nil func(%T) bool", *new(T))
+	}
 	// Larger values mean "no bound" in practice; int32 keeps the struct small.
-	return &Mailbox[T]{handler: handler, onPanic: o.onPanic,
+	return &Mailbox[T]{handler: handler, onPanic: o.onPanic, safe: safe,
 		cap: int32(min(o.capacity, math.MaxInt32)), inline: int32(min(o.inline, math.MaxInt32))}, nil
 }
 
+// Mode says how much of the handler a post may run on the posting goroutine
+// when it finds the mailbox idle. It matters only with [WithInlineDrain]:
+// without an inline budget every post hands off.
+type Mode uint8
+
+const (
+	// Drain lets the poster take the drainer role for up to the inline
+	// budget: its own message, then whatever was posted meanwhile. Use it
+	// only from goroutines that may run the handler for any message.
+	Drain Mode = iota
+	// Own lets the poster hand its own message to the handler and nothing
+	// else (but the messages [WithOwnAlso] allows): messages posted while
+	// that runs go to a drainer goroutine. Use it where the poster may run
+	// the handler for its own message only.
+	Own
+	// Handoff never runs the handler on the poster: a drainer goroutine
+	// does.
+	Handoff
+)
+
+// Poster posts to a mailbox in one [Mode]. Get one with [Mailbox.With]; it
+// is a small value, cheap to make for every post.
+type Poster[T any] struct {
+	m    *Mailbox[T]
+	mode Mode
+}
+
+// With returns a poster whose posts run at most what mode allows of the
+// handler on the posting goroutine.
+func (m *Mailbox[T]) With(mode Mode) Poster[T] { return Poster[T]{m, mode} }
+
 // Post queues v on the user lane. It never blocks: it returns [ErrFull] when
-// the lane holds its capacity and [ErrClosed] after Close.
-func (m *Mailbox[T]) Post(v T) error {
+// the lane holds its capacity and [ErrClosed] after Close. With
+// [WithInlineDrain] it may run the handler on the calling goroutine (mode
+// [Drain]; see [Mailbox.With] for the others).
+func (m *Mailbox[T]) Post(v T) error { return m.post(v, false, Drain) }
+
+// PostWait queues v on the user lane, waiting for room while the lane is
+// full. It returns ctx's error if ctx ends first and [ErrClosed] after Close.
+// With [WithInlineDrain] it may run the handler on the calling goroutine
+// (mode [Drain]).
+func (m *Mailbox[T]) PostWait(ctx context.Context, v T) error { return m.postWait(ctx, v, Drain) }
+
+// PostSystem queues v on the system lane, which has no bound and is drained
+// before the user lane. Use it for messages that must never be refused for
+// lack of room (timeouts, cancels, stop), whose number is bounded by other
+// means. It returns [ErrClosed] after Close. With [WithInlineDrain] it may
+// run the handler on the calling goroutine (mode [Drain]).
+func (m *Mailbox[T]) PostSystem(v T) error { return m.post(v, true, Drain) }
+
+// Post is [Mailbox.Post] in p's mode.
+func (p Poster[T]) Post(v T) error { return p.m.post(v, false, p.mode) }
+
+// PostWait is [Mailbox.PostWait] in p's mode.
+func (p Poster[T]) PostWait(ctx context.Context, v T) error { return p.m.postWait(ctx, v, p.mode) }
+
+// PostSystem is [Mailbox.PostSystem] in p's mode.
+func (p Poster[T]) PostSystem(v T) error { return p.m.post(v, true, p.mode) }
+
+func (m *Mailbox[T]) post(v T, sys bool, mode Mode) error {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return ErrClosed
 	}
-	if len(m.user) >= int(m.cap) {
+	if !sys && len(m.user) >= int(m.cap) {
 		m.mu.Unlock()
 		return ErrFull
 	}
-	m.postLocked(v, false)
+	m.postLocked(v, sys, mode)
 	return nil
 }
 
-// PostWait queues v on the user lane, waiting for room while the lane is
-// full. It returns ctx's error if ctx ends first and [ErrClosed] after Close.
-func (m *Mailbox[T]) PostWait(ctx context.Context, v T) error {
+func (m *Mailbox[T]) postWait(ctx context.Context, v T, mode Mode) error {
 	for {
 		m.mu.Lock()
 		if m.closed {
@@ -134,7 +208,7 @@ func (m *Mailbox[T]) PostWait(ctx context.Context, v T) error {
 			return ErrClosed
 		}
 		if len(m.user) < int(m.cap) {
-			m.postLocked(v, false)
+			m.postLocked(v, false, mode)
 			return nil
 		}
 		if m.space == nil {
@@ -150,32 +224,20 @@ func (m *Mailbox[T]) PostWait(ctx context.Context, v T) error {
 	}
 }
 
-// PostSystem queues v on the system lane, which has no bound and is drained
-// before the user lane. Use it for messages that must never be refused for
-// lack of room (timeouts, cancels, stop), whose number is bounded by other
-// means. It returns [ErrClosed] after Close.
-func (m *Mailbox[T]) PostSystem(v T) error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
-	}
-	m.postLocked(v, true)
-	return nil
-}
-
 // postLocked queues v on the system lane (sys) or the user lane, makes sure
-// a drainer runs, and unlocks m.mu. With an inline budget, a message for an
-// idle mailbox is handed to the handler at once, without being queued: the
-// lanes stay unallocated under light traffic.
-func (m *Mailbox[T]) postLocked(v T, sys bool) {
+// a drainer runs, and unlocks m.mu. With an inline budget and a mode other
+// than Handoff, a message for an idle mailbox is handed to the handler at
+// once, without being queued: the lanes stay unallocated under light
+// traffic. Mode Own then gives the drainer role up (to a goroutine of its
+// own if messages came meanwhile); mode Drain keeps it for the budget.
+func (m *Mailbox[T]) postLocked(v T, sys bool, mode Mode) {
 	if m.running {
 		m.queueLocked(v, sys)
 		m.mu.Unlock()
 		return
 	}
 	m.running = true
-	if m.inline == 0 {
+	if m.inline == 0 || mode == Handoff {
 		m.queueLocked(v, sys)
 		m.mu.Unlock()
 		go m.drain()
@@ -184,7 +246,11 @@ func (m *Mailbox[T]) postLocked(v T, sys bool) {
 	// Idle, so both lanes are empty: v is next in line either way.
 	m.mu.Unlock()
 	m.call(v)
-	if m.drainInline(int(m.inline) - 1) {
+	budget := int(m.inline) - 1
+	if mode == Own && m.safe == nil {
+		budget = 0
+	}
+	if m.drainInline(budget, mode == Own) {
 		return
 	}
 	go m.drain()
@@ -210,10 +276,11 @@ func (m *Mailbox[T]) idleLocked() {
 }
 
 // drainInline hands up to budget more messages to the handler on the
-// calling goroutine, which holds the drainer role. It reports true when it
-// emptied the mailbox and gave the role up, false when the role is still
-// held and messages remain.
-func (m *Mailbox[T]) drainInline(budget int) bool {
+// calling goroutine, which holds the drainer role; with own, only as long
+// as m.safe allows the next one. It reports true when it emptied the
+// mailbox and gave the role up, false when the role is still held and
+// messages remain.
+func (m *Mailbox[T]) drainInline(budget int, own bool) bool {
 	for i := 0; ; i++ {
 		m.mu.Lock()
 		if i == budget && len(m.sys)+len(m.user) > 0 {
@@ -222,6 +289,10 @@ func (m *Mailbox[T]) drainInline(budget int) bool {
 		}
 		var v T
 		switch {
+		case own && len(m.sys) > 0 && !m.safe(m.sys[0]),
+			own && len(m.sys) == 0 && len(m.user) > 0 && !m.safe(m.user[0]):
+			m.mu.Unlock()
+			return false
 		case len(m.sys) > 0:
 			v = m.sys[0]
 			m.sys = popFront(m.sys)
