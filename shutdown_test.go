@@ -18,7 +18,7 @@ import (
 // write is blocked (for the write timeout).
 func stallWrites(t *testing.T, sc *wsactor.Conn) {
 	t.Helper()
-	big := strings.Repeat("x", 128<<10)
+	big := strings.Repeat("x", 32<<10) // under the default message size
 	retry := time.NewTicker(2 * time.Millisecond)
 	defer retry.Stop()
 	giveUp := time.After(wait)

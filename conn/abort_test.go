@@ -12,7 +12,7 @@ import (
 // once (WriteTimeout is a minute), and OnClose says the close was local.
 func TestAbortCutsAStalledClose(t *testing.T) {
 	rec := newRecorder()
-	s := startServer(t, conn.Options{WriteTimeout: time.Minute}, rec)
+	s := startServer(t, conn.Options{WriteTimeout: time.Minute, MaxMessageSize: 16 << 20}, rec)
 	_ = rawHandshake(t, s.url) // never reads
 	c := s.accept(t)
 	if err := c.Write(make([]byte, 8<<20)); err != nil { // far more than the kernel buffers take
