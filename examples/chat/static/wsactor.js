@@ -52,7 +52,7 @@ const DEFAULTS = {
   queueLimit: 1000,
   pingTimeout: 45000,
   connectTimeout: 10000,
-  maxMessageSize: 10485760,
+  maxMessageSize: 65536,
 };
 
 /**
@@ -63,7 +63,8 @@ const DEFAULTS = {
  * @param {number} [options.queueLimit=1000] max sends+requests waiting while offline.
  * @param {number|false} [options.pingTimeout=45000] drop and reconnect when no primus::ping arrives for this long.
  * @param {number} [options.connectTimeout=10000] give up on one connection attempt after this long.
- * @param {number} [options.maxMessageSize=10485760] refuse to send frames larger than this (Primus' default limit).
+ * @param {number} [options.maxMessageSize=65536] refuse to send frames larger than this: a wsactor server's default
+ *   limit (WithMaxMessageSize; a larger frame makes it close the connection with 1009). Primus servers take 10485760.
  * @param {Function} [options.WebSocket=globalThis.WebSocket] WebSocket constructor (inject `ws` in Node 20).
  */
 export function connect(url, options = {}) {
