@@ -888,12 +888,14 @@ func hostileRows() []hostileRow {
 		{name: "default size limit ≤ 1 MiB", pendingFix: "item 2 (default max message size ≤ 1 MiB)",
 			librarySize: true, attack: attackOversize(1<<20 + 1)},
 		{name: "header-only frame (heartbeat)", opts: []wsactor.Option{wsactor.WithPingInterval(hostilePing)},
-			attack: attackHeaderOnly(2*hostilePing + hostileDropSlack)},
+			attack: attackHeaderOnly(2*hostilePing+hostileDropSlack, 1006, wsactor.ErrHeartbeat)},
 		{name: "header-only frame (frame deadline)", pendingFix: "item 2 (deadline for a started frame)",
 			// item 2: configure its deadline for a started frame to
-			// hostileFrameTimeout here (heartbeats stay off).
-			attack: attackHeaderOnly(hostileFrameTimeout + hostileDropSlack)},
-		{name: "100,000-deep nesting", attack: badFramesN(3, opText, wsactor.ErrMalformed,
+			// hostileFrameTimeout here (heartbeats stay off), and pin
+			// the close code and error it documents (0 and nil accept
+			// any).
+			attack: attackHeaderOnly(hostileFrameTimeout+hostileDropSlack, 0, nil)},
+		{name: "100,000-deep nesting", attack: badFramesPaced(3, 20*time.Millisecond, opText, wsactor.ErrMalformed,
 			deep(100000), `{"plugin":"other","data":`+deep(100000)+`}`, `"primus::id::"`+deep(1))},
 		{name: "100,000-deep request", pendingFix: "item 9 (bad_request reply to a request nested too deep)",
 			attack: attackDeepRequest},
@@ -928,15 +930,29 @@ func deep(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n)
 // must reach the error hook as want, get no reply, and leave the
 // connection serving.
 func badFrames(opcode byte, want error, frames ...string) func(e *hostileEnv) verdict {
-	return badFramesN(20, opcode, want, frames...)
+	return badFramesPaced(20, 0, opcode, want, frames...)
 }
 
-func badFramesN(rounds int, opcode byte, want error, frames ...string) func(e *hostileEnv) verdict {
+// badFramesPaced is badFrames with a number of rounds, and with pace > 0
+// one frame per pace, each sent once the previous one was rejected (for
+// frames that cost the server a lot of CPU).
+func badFramesPaced(rounds int, pace time.Duration, opcode byte, want error, frames ...string) func(e *hostileEnv) verdict {
 	return func(e *hostileEnv) verdict {
 		p, sc := e.dial()
+		var tick <-chan time.Time
+		if pace > 0 {
+			tk := time.NewTicker(pace)
+			defer tk.Stop()
+			tick = tk.C
+		}
+		sent := 0
 		for range rounds {
 			for _, f := range frames {
 				p.send(e.t, opcode, f)
+				if sent++; tick != nil {
+					e.waitHook(want, sent)
+					<-tick
+				}
 			}
 		}
 		e.waitHook(want, rounds*len(frames))
@@ -1148,8 +1164,9 @@ func attackFragments(e *hostileEnv) verdict {
 }
 
 // attackHeaderOnly: peers announce a frame of the size limit and never
-// send its payload. They must be dropped within limit.
-func attackHeaderOnly(limit time.Duration) func(e *hostileEnv) verdict {
+// send its payload. They must be dropped within limit, with close code
+// code and server-side error want (when set).
+func attackHeaderOnly(limit time.Duration, code uint16, want error) func(e *hostileEnv) verdict {
 	return func(e *hostileEnv) verdict {
 		const peers = 10
 		var ps []*wsPeer
@@ -1166,19 +1183,23 @@ func attackHeaderOnly(limit time.Duration) func(e *hostileEnv) verdict {
 		}
 		e.snapshot()
 		var dropped time.Duration
+		var got uint16
 		for i, p := range ps {
-			if code := p.closed(e.t); code != 1006 && code != 1008 && code != 1001 {
-				e.t.Fatalf("peer %d: close code %d", i, code)
+			if got = p.closed(e.t); code != 0 && got != code {
+				e.t.Fatalf("peer %d: close code %d, want %d", i, got, code)
 			}
 			dropped = max(dropped, time.Since(start))
 		}
 		for _, sc := range scs {
 			recv(e.t, sc.Done(), "server conn closed")
+			if want != nil && !errors.Is(sc.Err(), want) {
+				e.t.Fatalf("server conn ended with %v, want %v", sc.Err(), want)
+			}
 		}
 		if dropped > limit {
 			e.t.Fatalf("the stalled peers were dropped after %v, want within %v", dropped, limit)
 		}
-		return verdict{outcome: fmt.Sprintf("%d dropped: %v", peers, scs[0].Err()), dropped: dropped}
+		return verdict{outcome: fmt.Sprintf("%d dropped: %d, %v", peers, got, scs[0].Err()), dropped: dropped}
 	}
 }
 
@@ -1431,7 +1452,6 @@ func attackResets(n int) func(e *hostileEnv) verdict {
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		ps := make([]*wsPeer, 0, n)
-		t0 := time.Now()
 		for len(ps) < n {
 			for range perTick {
 				p, _ := e.dial()
@@ -1440,9 +1460,7 @@ func attackResets(n int) func(e *hostileEnv) verdict {
 			}
 			<-tick.C
 		}
-		e.t.Logf("dialled %d in %v", n, time.Since(t0))
 		e.eventually("every request in progress", func() bool { return e.srv.Stats().InProgress >= int64(n) })
-		e.t.Logf("in progress after %v", time.Since(t0))
 		e.snapshot()
 		start := time.Now()
 		for _, p := range ps {
@@ -1453,7 +1471,6 @@ func attackResets(n int) func(e *hostileEnv) verdict {
 			return st.Conns == 1 && st.InProgress == 0 && e.running.Load() == 0
 		})
 		dropped := time.Since(start)
-		e.t.Logf("gone after %v", time.Since(t0))
 		if st := e.srv.Stats(); st.Closed != int64(n) {
 			e.t.Fatalf("closed %d, want %d", st.Closed, n)
 		}
