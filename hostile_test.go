@@ -1059,8 +1059,9 @@ func attackForeignReplies(e *hostileEnv) verdict {
 	victim, sv := e.dial()
 	forger, _ := e.dial()
 	res := make(chan error, 1)
+	ctx := ctxWait(e.t)
 	go func() {
-		r, err := sv.Request(ctxWait(e.t), "who?")
+		r, err := sv.Request(ctx, "who?")
 		if err == nil && string(r.Data) != `"victim"` {
 			err = fmt.Errorf("the request was answered with %s", r.Data)
 		}
