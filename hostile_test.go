@@ -98,7 +98,7 @@ type verdict struct {
 
 func TestHostile(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the hostile table takes about a minute")
+		t.Skip("the hostile table takes about half a minute")
 	}
 	logs := captureLog(t)
 	rtt := hostileRTT(t)
