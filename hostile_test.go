@@ -1226,7 +1226,7 @@ func attackUnreadFlood(e *hostileEnv) verdict {
 		_ = tc.SetReadBuffer(4096)
 	}
 	payload := `{"op":"echo","pad":"` + strings.Repeat("x", 2048) + `"}`
-	const total, perTick = 3000, 20
+	const total, perTick = 3000, 10
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
