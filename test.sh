@@ -20,5 +20,9 @@ echo "== fuzz the envelope decoder (short)"
 # (go.dev/issue/75804, fixed in Go 1.27).
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZTIME:-1000000x}" ./envelope
 
+echo "== fuzz the actor with frame sequences (short)"
+# Also a count (see above). Each execution runs a live actor to its stop.
+go test -run '^$' -fuzz '^FuzzFrameSequence$' -fuzztime "${FUZZTIME_ACTOR:-20000x}" ./actor
+
 echo "== JavaScript client tests (real Primus server, real Chromium)"
 node --test js/test/*.test.mjs
