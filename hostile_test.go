@@ -885,20 +885,17 @@ func hostileRows() []hostileRow {
 		{name: "duplicate request ids", attack: attackDuplicates},
 		{name: "frame over the size limit", attack: attackOversize(hostileMaxMessage + 1)},
 		{name: "fragments over the size limit", attack: attackFragments},
-		{name: "default size limit ≤ 1 MiB", pendingFix: "item 2 (default max message size ≤ 1 MiB)",
-			librarySize: true, attack: attackOversize(1<<20 + 1)},
+		{name: "default size limit ≤ 1 MiB", librarySize: true, attack: attackOversize(1<<20 + 1)},
+		{name: "frame over the default size limit", librarySize: true, attack: attackOversize(wsactor.DefaultMaxMessageSize + 1)},
 		{name: "header-only frame (heartbeat)", opts: []wsactor.Option{wsactor.WithPingInterval(hostilePing)},
 			attack: attackHeaderOnly(2*hostilePing+hostileDropSlack, 1006, wsactor.ErrHeartbeat)},
-		{name: "header-only frame (frame deadline)", pendingFix: "item 2 (deadline for a started frame)",
-			// item 2: configure its deadline for a started frame to
-			// hostileFrameTimeout here (heartbeats stay off), and pin
-			// the close code and error it documents (0 and nil accept
-			// any).
-			attack: attackHeaderOnly(hostileFrameTimeout+hostileDropSlack, 0, nil)},
+		{name: "header-only frame (frame deadline)", opts: []wsactor.Option{wsactor.WithFrameTimeout(hostileFrameTimeout)},
+			// Heartbeats stay off: the frame deadline alone drops the
+			// peer, without a close frame (1006), as ErrFrameTimeout.
+			attack: attackHeaderOnly(hostileFrameTimeout+hostileDropSlack, 1006, wsactor.ErrFrameTimeout)},
 		{name: "100,000-deep nesting", attack: badFramesPaced(3, 20*time.Millisecond, opText, wsactor.ErrMalformed,
 			deep(100000), `{"plugin":"other","data":`+deep(100000)+`}`, `"primus::id::"`+deep(1))},
-		{name: "100,000-deep request", pendingFix: "item 9 (bad_request reply to a request nested too deep)",
-			attack: attackDeepRequest},
+		{name: "100,000-deep request", attack: attackDeepRequest},
 		{name: "request flood, replies unread", opts: []wsactor.Option{wsactor.WithWriteTimeout(hostileWriteTimeout), wsactor.WithMaxOutboundBytes(256 << 10)},
 			// Small socket buffers make the stall come after hundreds
 			// of KiB instead of megabytes: the flood stays small.
@@ -910,6 +907,7 @@ func hostileRows() []hostileRow {
 		{name: "peer never answers pings", opts: []wsactor.Option{wsactor.WithPingInterval(hostilePing)}, attack: attackSilent},
 		{name: "slowloris upgrade", attack: attackSlowloris},
 		{name: "upgrade from a forbidden Origin", attack: attackOrigin},
+		{name: "upgrades over WithMaxConnections", opts: []wsactor.Option{wsactor.WithMaxConnections(3)}, attack: attackMaxConns(3)},
 		{name: "upgrade failing the auth hook", opts: []wsactor.Option{wsactor.WithAuthenticate(hostileAuth)}, panics: 1,
 			attack: attackAuth},
 		{name: "500 connections reset mid-request", attack: attackResets(500),
@@ -1408,6 +1406,36 @@ func attackOrigin(e *hostileEnv) verdict {
 		e.t.Fatalf("refused %d accepted %d", st.Refused, st.Accepted)
 	}
 	return verdict{outcome: fmt.Sprintf("HTTP 403 × %d", len(origins))}
+}
+
+// attackMaxConns: with the control connection and limit-1 peers in, the
+// next upgrades are refused with 503 and Retry-After before the handshake;
+// once a peer has gone, an upgrade is admitted again.
+func attackMaxConns(limit int) func(e *hostileEnv) verdict {
+	return func(e *hostileEnv) verdict {
+		var ps []*wsPeer
+		var scs []*wsactor.Conn
+		for range limit - 1 { // the control connection holds one place
+			p, sc := e.dial()
+			ps, scs = append(ps, p), append(scs, sc)
+		}
+		const refused = 20
+		for range refused {
+			_, resp := e.upgrade("", nil)
+			if ra := resp.Header.Get("Retry-After"); ra == "" {
+				e.t.Fatalf("503 without Retry-After: %v", resp.Header)
+			}
+			httpRefusal(e, resp, http.StatusServiceUnavailable, "too many connections")
+		}
+		if st := e.srv.Stats(); st.Refused != refused || st.Accepted != int64(limit) {
+			e.t.Fatalf("refused %d accepted %d, want %d and %d", st.Refused, st.Accepted, refused, limit)
+		}
+		ps[0].reset()
+		recv(e.t, scs[0].Done(), "server conn of the reset peer")
+		p, _ := e.dial() // its place is free again
+		ps[0] = p
+		return verdict{outcome: fmt.Sprintf("HTTP 503 × %d, Retry-After; admitted again after a peer left", refused)}
+	}
 }
 
 func hostileAuth(r *http.Request) (any, error) {

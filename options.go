@@ -362,8 +362,15 @@ func WithFrameTimeout(d time.Duration) Option {
 	return Option{"WithFrameTimeout", both, func(o *options) { o.frameTimeout = d }}
 }
 
-// DefaultMaxConnections is the default of [WithMaxConnections].
-const DefaultMaxConnections = 10000
+// Defaults of the limits a peer can push against (see SECURITY.md).
+const (
+	// DefaultMaxConnections is the default of [WithMaxConnections].
+	DefaultMaxConnections = 10000
+	// DefaultMaxMessageSize is the default of [WithMaxMessageSize].
+	DefaultMaxMessageSize = conn.DefaultMaxMessageSize
+	// DefaultFrameTimeout is the default of [WithFrameTimeout].
+	DefaultFrameTimeout = conn.DefaultFrameTimeout
+)
 
 // WithMaxConnections caps the server's open connections (upgrades in
 // progress included): an upgrade beyond n is refused before the WebSocket
