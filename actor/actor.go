@@ -33,9 +33,23 @@ type Actor struct {
 	pendingN atomic.Int32
 	stopErr  atomic.Pointer[error]
 
+	// The peer's requests in progress, as Deliver sees them (see admit).
+	// admitted counts requests Deliver let in that have not ended: not yet
+	// read by the loop, refused, or accepted and their handler has not
+	// returned. selfWaits counts this side's pending requests made by this
+	// actor's own handlers: while one waits for its reply, the reader must
+	// go on reading. A Deliver that waits for room sets roomWait and waits
+	// on roomCh, which the loop closes when room is made.
+	admitted  atomic.Int32
+	selfWaits atomic.Int32
+	roomWait  atomic.Bool
+	roomMu    sync.Mutex
+	roomCh    chan struct{}
+
 	// Owned by the loop.
 	pending   slots[envelope.ID, *call]
 	inbound   slots[string, *task] // by task.key
+	handlers  int                  // accepted peer requests whose handler has not returned: what WithMaxInbound caps
 	stopped   bool
 	draining  bool
 	drained   []chan struct{} // Drain callers waiting for nothing in flight
@@ -119,6 +133,9 @@ type call struct {
 	ch      chan result
 	cb      func(Reply, error)
 	stopCtx func() bool
+	// Made by a handler of this actor (its ctx leads to the handler's
+	// task): while it is pending the reader does not wait for room.
+	fromHandler bool
 	// Owned by the loop once posted.
 	state    callState
 	preErr   error
@@ -260,6 +277,9 @@ func (a *Actor) Go(ctx context.Context, data []byte, cb func(Reply, error)) erro
 
 func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 	c := &call{id: envelope.NewID(), timeout: min(a.cfg.requestTimeout, maxTimeout), hidx: -1}
+	if t, _ := ctx.Value(taskKey{}).(*task); t != nil && t.a == a {
+		c.fromHandler = true
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < c.timeout {
 			c.timeout = max(d, time.Millisecond)
@@ -273,16 +293,27 @@ func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 
 // Deliver hands the actor an envelope read from the peer (a request, a
 // response or a cancel). It copies what it keeps. It waits while the mailbox
-// is full, which stops the connection's reader: backpressure to the peer.
-// After the actor stopped it returns [ErrClosed] and drops env.
+// is full, and (unless the Config has [WithBusyRefusal]) a request waits
+// while the peer has [WithMaxInbound] requests in progress: either stops
+// the connection's reader, which is backpressure to the peer. The wait for
+// room is skipped while a handler of this actor waits for a reply from the
+// peer, which only the reader can deliver (see [WithMaxInbound]). After the
+// actor stopped it returns [ErrClosed] and drops env.
 func (a *Actor) Deliver(env envelope.Envelope) error {
 	switch env.Kind {
-	case envelope.KindRequest, envelope.KindResponse, envelope.KindCancel:
+	case envelope.KindRequest:
+		if err := a.admit(); err != nil {
+			return err
+		}
+	case envelope.KindResponse, envelope.KindCancel:
 	default:
 		return fmt.Errorf("actor: Deliver of a %v envelope", env.Kind)
 	}
 	nid, nd := len(env.ID), len(env.Data)
 	if uint64(nid) > math.MaxUint32 {
+		if env.Kind == envelope.KindRequest {
+			a.release()
+		}
 		return fmt.Errorf("actor: Deliver of an id of %d bytes", nid)
 	}
 	size := nid + nd
@@ -303,9 +334,68 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 		m.err = &RemoteError{Code: env.Err.Code, Message: env.Err.Message}
 	}
 	if err := a.mb.PostWait(context.Background(), m); err != nil {
+		if env.Kind == envelope.KindRequest {
+			a.release()
+		}
 		return ErrClosed
 	}
 	return nil
+}
+
+// admit counts a request from the peer in admitted, first waiting while
+// the peer has maxInbound requests in progress (unless the Config refuses
+// them with busy instead, or one of this actor's handlers waits for a reply
+// from the peer). The count is checked, then added: concurrent callers may
+// overshoot it a little, which the loop's own check (handlers) answers with
+// busy. Deliver's callers are the connection's reader, one at a time.
+//
+// It holds no lock the loop needs while it waits, and it returns
+// [ErrClosed] once the actor has stopped, so a reader never stays stuck on
+// a closed connection.
+func (a *Actor) admit() error {
+	limit := int32(a.cfg.maxInbound)
+	for !a.cfg.refuseBusy && a.admitted.Load() >= limit && a.selfWaits.Load() == 0 {
+		a.roomMu.Lock()
+		if a.roomCh == nil {
+			a.roomCh = make(chan struct{})
+		}
+		ch := a.roomCh
+		a.roomWait.Store(true)
+		a.roomMu.Unlock()
+		// Checked again after roomWait is set: a release before it did
+		// not see roomWait, so its effect is seen here.
+		if a.admitted.Load() < limit || a.selfWaits.Load() != 0 {
+			break
+		}
+		select {
+		case <-ch:
+		case <-a.mb.Stopped():
+			return a.closedErr()
+		}
+	}
+	a.admitted.Add(1)
+	return nil
+}
+
+// release ends a request counted by admit: the loop refused it, or its
+// handler returned. It wakes a Deliver waiting for room.
+func (a *Actor) release() {
+	a.admitted.Add(-1)
+	a.wakeRoom()
+}
+
+// wakeRoom wakes a Deliver waiting in admit, if any. Any goroutine.
+func (a *Actor) wakeRoom() {
+	if !a.roomWait.Load() {
+		return
+	}
+	a.roomMu.Lock()
+	if a.roomCh != nil {
+		close(a.roomCh)
+		a.roomCh = nil
+	}
+	a.roomWait.Store(false)
+	a.roomMu.Unlock()
 }
 
 // Fail reports a failure of user code that ran outside the actor (a hook,
@@ -435,6 +525,11 @@ func (a *Actor) register(c *call) {
 	a.pending.put(c.id, c)
 	c.state = stPending
 	a.pendingN.Add(1)
+	if c.fromHandler {
+		// A handler waits for the peer: the reader must not wait for room.
+		a.selfWaits.Add(1)
+		a.wakeRoom()
+	}
 	c.deadline = now() + int64(c.timeout)
 	a.deadlines.push(c)
 	a.armTimer()
@@ -462,6 +557,9 @@ func (a *Actor) finish(c *call, r Reply, err error) {
 func (a *Actor) unpend(c *call) {
 	a.pending.del(c.id)
 	a.pendingN.Add(-1)
+	if c.fromHandler {
+		a.selfWaits.Add(-1)
+	}
 }
 
 // complete delivers the outcome of c exactly once.
@@ -555,30 +653,44 @@ func (a *Actor) inboundEnvelope(d *delivery) {
 	}
 }
 
+// request handles a request from the peer. Deliver counted it in
+// admitted: unless a handler is started for it (then result does), it is
+// released here.
 func (a *Actor) request(d *delivery) {
+	if !a.startRequest(d) {
+		a.release()
+	}
+}
+
+// startRequest answers d at once or starts its handler, and reports
+// whether it started one.
+func (a *Actor) startRequest(d *delivery) bool {
 	s := a.stats()
 	s.Received.Add(1)
 	switch {
 	case a.stopped:
-		return
+		return false
 	case a.cfg.handler == nil:
 		a.replyError(d.id, CodeNoHandler, "no request handler")
-		return
+		return false
 	case a.draining:
 		a.replyError(d.id, CodeShutdown, "shutting down")
-		return
+		return false
 	}
 	key := d.key
 	if _, dup := a.inbound.get(key); dup {
 		s.DuplicateRequests.Add(1)
 		a.replyError(d.id, CodeDuplicateID, "a request with this id is in progress")
 		a.badInput(fmt.Errorf("%w: %s", ErrDuplicateRequest, clip(d.id)))
-		return
+		return false
 	}
-	if a.inbound.len() >= a.cfg.maxInbound {
+	// The cap counts handlers that have not returned, not the inbound set:
+	// a request the peer cancelled (or a restart ended) leaves the set at
+	// once while its handler may still run or wait for a worker.
+	if a.handlers >= a.cfg.maxInbound {
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
-		return
+		return false
 	}
 	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key}
 	if d.timeout > 0 {
@@ -592,21 +704,27 @@ func (a *Actor) request(d *delivery) {
 		// only the deadline ends t early.
 		a.inbound.put(key, t)
 		s.Inbound.Add(1)
+		a.handlers++
 		t.inline.Store(true)
 		m := a.callHandler(t)
 		t.inline.Store(false)
 		a.result(t, m.data, m.err, m.code == quietResult)
 		t.cancel()
-		return
+		return true
 	}
-	if !a.cfg.pool.TrySubmit(t) {
+	// The actor is the pool's source: the pool takes its queued tasks in
+	// turn with other actors', so a flood on one connection does not starve
+	// the others.
+	if !a.cfg.pool.TrySubmitFrom(a, t) {
 		t.cancel()
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "server busy")
-		return
+		return false
 	}
 	a.inbound.put(key, t)
 	s.Inbound.Add(1)
+	a.handlers++
+	return true
 }
 
 // runTask runs on a pool worker.
@@ -655,7 +773,11 @@ const (
 // quietResult marks a handler result that needs no reply.
 const quietResult = 1
 
+// result handles the return of t's handler. t counts against the cap
+// until now, even if it was cancelled or restarted meanwhile.
 func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
+	a.handlers--
+	a.release()
 	if cur, _ := a.inbound.get(t.key); cur != t {
 		return // cancelled, restarted or stopped meanwhile: its reply was sent already or is not wanted
 	}
