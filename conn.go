@@ -64,6 +64,9 @@ func newShared(o options, st *counters) (*shared, error) {
 		actor.WithRestartDecider(sh.decide),
 		actor.WithBadInputHook(func(a *actor.Actor, err error) { sh.badInput(a.Tag().(*Conn), err) }),
 	}
+	if o.busyRefusal {
+		actorOpts = append(actorOpts, actor.WithBusyRefusal())
+	}
 	if o.onRequest != nil {
 		actorOpts = append(actorOpts, actor.WithHandler(sh.handle, pool))
 		if o.inlineHandlers {

@@ -4,6 +4,7 @@ package actor_test
 // binary.
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -476,3 +477,68 @@ func BenchmarkPoolSaturated16(b *testing.B) { benchSaturated(b, 16) }
 func BenchmarkPoolRoundTrip(b *testing.B)   { benchRoundTrip(b, 1) }
 func BenchmarkPoolRoundTrip16(b *testing.B) { benchRoundTrip(b, 16) }
 func BenchmarkPoolBurst16(b *testing.B)     { benchBurst(b, 16) }
+
+// seqTask records its name when it runs, then waits for release.
+type seqTask struct {
+	name    string
+	started chan<- string
+	release <-chan struct{}
+}
+
+func (s *seqTask) Run() {
+	s.started <- s.name
+	<-s.release
+}
+
+// Waiting tasks are taken in turn from each source (round-robin), each
+// source's in the order they came: one source's flood delays another's
+// single task by one task, not by the flood. With more sources than a scan
+// covers, the pool finds their queues through a map: same order.
+func TestPoolFairBetweenSources(t *testing.T) {
+	for _, c := range []struct{ sources, each int }{{2, 50}, {20, 5}} {
+		t.Run(fmt.Sprintf("%d sources", c.sources), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p, err := actor.NewPool(1, c.sources*c.each)
+				if err != nil {
+					t.Fatal(err)
+				}
+				started := make(chan string)
+				release := make(chan struct{})
+				srcs := make([]*int, c.sources) // distinct pointers
+				for i := range srcs {
+					srcs[i] = new(int)
+				}
+				// Source 0 floods first; the others come after it.
+				for s := range c.sources {
+					for k := range c.each {
+						task := &seqTask{name: fmt.Sprintf("s%d.%d", s, k), started: started, release: release}
+						if !p.TrySubmitFrom(srcs[s], task) {
+							t.Fatalf("task %s refused", task.name)
+						}
+					}
+				}
+				var got []string
+				for range c.sources * c.each {
+					got = append(got, <-started)
+					release <- struct{}{}
+				}
+				p.Close()
+				// s0.0 ran at once; then one task of each source in turn.
+				want := []string{"s0.0"}
+				next := make([]int, c.sources)
+				next[0] = 1
+				for len(want) < c.sources*c.each {
+					for s := range c.sources {
+						if next[s] < c.each {
+							want = append(want, fmt.Sprintf("s%d.%d", s, next[s]))
+							next[s]++
+						}
+					}
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("order\n got %v\nwant %v", got, want)
+				}
+			})
+		})
+	}
+}
