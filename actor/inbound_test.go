@@ -58,13 +58,13 @@ func TestInboundCapCountsHandlersUntilTheyReturn(t *testing.T) {
 				injected := make(chan error, 1)
 				go func() {
 					for i := range n {
-						if err := deliver(p.a, reqFrame(i + 1)); err != nil {
+						if err := deliver(p.a, reqFrame(i+1)); err != nil {
 							injected <- err
 							return
 						}
 						switch {
 						case mode == "cancel":
-							if err := deliver(p.a, cancelFrame(i + 1)); err != nil {
+							if err := deliver(p.a, cancelFrame(i+1)); err != nil {
 								injected <- err
 								return
 							}
@@ -148,7 +148,7 @@ func TestInboundBackpressureAnswersBurst(t *testing.T) {
 	injected := make(chan error, 1)
 	go func() {
 		for i := range n {
-			if err := deliver(p.a, reqFrame(i + 1)); err != nil {
+			if err := deliver(p.a, reqFrame(i+1)); err != nil {
 				injected <- err
 				return
 			}
