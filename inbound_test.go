@@ -105,9 +105,26 @@ func TestMaxInboundHoldsAgainstCancelAndRestart(t *testing.T) {
 				}
 			}
 			written := rawWriter(p, frames)
-			for range n {
-				recv(t, started, "a handler start")
-				release <- struct{}{}
+			replies := map[int]int{}
+			for range n / limit {
+				for range limit {
+					recv(t, started, "a handler start")
+				}
+				if mode == "restart" {
+					// The restart answers the requests in progress at
+					// once; their handlers are still running. The next
+					// requests must wait for them all the same.
+					for range limit {
+						r := readReply(t, p)
+						replies[r.ID]++
+						if r.Err == nil || r.Err.Code != wsactor.CodeRestarted {
+							t.Fatalf("reply %d: %s, want a restart error reply", r.ID, r.Data)
+						}
+					}
+				}
+				for range limit {
+					release <- struct{}{}
+				}
 			}
 			if err := recv(t, written, "the peer's writes"); err != nil {
 				t.Fatal(err)
@@ -119,20 +136,17 @@ func TestMaxInboundHoldsAgainstCancelAndRestart(t *testing.T) {
 				t.Fatalf("%d handler calls for %d requests", c, n)
 			}
 			if mode == "restart" {
-				// Each request is answered once: its data, or the restart's
-				// error reply (whose handler's later result is dropped).
-				seen := map[int]int{}
-				for range n {
-					r := readReply(t, p)
-					seen[r.ID]++
-					if r.Err != nil && r.Err.Code != wsactor.CodeRestarted {
-						t.Fatalf("reply %d: error %s", r.ID, r.Err.Code)
+				// Each request was answered once, by the restart (its
+				// handler's later result is dropped).
+				for i := 1; i <= n; i++ {
+					if replies[i] != 1 {
+						t.Fatalf("request %d answered %d times", i, replies[i])
 					}
 				}
-				for i := 1; i <= n; i++ {
-					if seen[i] != 1 {
-						t.Fatalf("request %d answered %d times", i, seen[i])
-					}
+				select {
+				case f := <-p.frames:
+					t.Fatalf("a second answer: %s", f)
+				default:
 				}
 				if st := srv.Stats(); st.Restarts != n/limit {
 					t.Fatalf("%d restarts, want %d", st.Restarts, n/limit)
