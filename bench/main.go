@@ -43,6 +43,11 @@ type flags struct {
 	pendingTimeout time.Duration
 	pendingShared  bool
 	pendingWriteTO time.Duration
+
+	fairness    int
+	fairHandler time.Duration
+	fairWorkers int
+	fairRounds  int
 }
 
 func main() {
@@ -78,6 +83,10 @@ func main() {
 	flag.DurationVar(&f.pendingTimeout, "pending-timeout", 20*time.Second, "-pending: the request timeout")
 	flag.BoolVar(&f.pendingShared, "pending-shared-deadline", false, "-pending: give every request the same ctx with one deadline (instead of the request timeout), so that all expire at once")
 	flag.DurationVar(&f.pendingWriteTO, "pending-write-timeout", 0, "-pending: the client's WithWriteTimeout (0: the library's default)")
+	flag.IntVar(&f.fairness, "fairness", 0, "measure fairness between connections: connection A floods this many requests at once, then B's single request is timed")
+	flag.DurationVar(&f.fairHandler, "fair-handler", 200*time.Millisecond, "-fairness: each request handler's run time")
+	flag.IntVar(&f.fairWorkers, "fair-workers", 0, "-fairness: the server's handler pool workers (0: the default, max(256, 64×GOMAXPROCS))")
+	flag.IntVar(&f.fairRounds, "fair-rounds", 5, "-fairness: rounds")
 	flag.Parse()
 
 	var err error
@@ -92,6 +101,8 @@ func main() {
 			err = memMode(f)
 		case f.pending > 0:
 			err = pendingMode(f)
+		case f.fairness > 0:
+			err = fairnessMode(f)
 		default:
 			err = throughputMode(f)
 		}
