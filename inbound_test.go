@@ -347,3 +347,36 @@ func TestPoolFairBetweenConnections(t *testing.T) {
 		t.Fatalf("B's request ran at position %d of %v, want at most 2", at, order)
 	}
 }
+
+// A reader waiting for room (backpressure) cannot see its connection close;
+// when this side drops the connection (here: the peer answers no heartbeat,
+// as a dead peer would not), the wait ends, the reader sees the close, the
+// connection's actor stops and its handlers' ctx ends. Without that, a peer
+// that filled the cap with requests whose handlers wait for their ctx would
+// hold the connection, its reader and those handlers forever.
+func TestBackpressureWaitEndsWhenConnectionDrops(t *testing.T) {
+	started := make(chan struct{}, 1)
+	ended := make(chan error, 1)
+	h := func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		started <- struct{}{}
+		<-ctx.Done() // a long poll: waits for an event, or for the ctx
+		ended <- ctx.Err()
+		return nil, ctx.Err()
+	}
+	conns := make(chan *wsactor.Conn, 1)
+	_, url := startServer(t, wsactor.WithRequestHandler(h), wsactor.WithMaxInbound(1),
+		wsactor.WithPingInterval(50*time.Millisecond),
+		wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }))
+	p := dialRaw(t, url) // never answers "primus::ping"
+	sc := recv(t, conns, "conn")
+	p.write(t, false, rawRequest(1, "1"))
+	recv(t, started, "the first handler")
+	p.write(t, false, rawRequest(2, "2")) // over the cap: the server's reader waits
+	recv(t, sc.Done(), "the dropped connection to end")
+	if err := sc.Err(); !errors.Is(err, wsactor.ErrHeartbeat) {
+		t.Fatalf("closed with %v, want ErrHeartbeat", err)
+	}
+	if err := recv(t, ended, "the handler's ctx to end"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("handler ctx: %v", err)
+	}
+}

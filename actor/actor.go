@@ -350,10 +350,13 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 // busy. Deliver's callers are the connection's reader, one at a time.
 //
 // It holds no lock the loop needs while it waits, and it returns
-// [ErrClosed] once the actor has stopped, so a reader never stays stuck on
-// a closed connection.
+// [ErrClosed] once the actor has stopped or the transport has closed (when
+// it can say so: see closingTransport), so a reader never stays stuck on a
+// closed connection: it goes on, sees the close and stops the actor, which
+// cancels the handlers.
 func (a *Actor) admit() error {
 	limit := int32(a.cfg.maxInbound)
+	var closing <-chan struct{}
 	for !a.cfg.refuseBusy && a.admitted.Load() >= limit && a.selfWaits.Load() == 0 {
 		a.roomMu.Lock()
 		if a.roomCh == nil {
@@ -367,10 +370,17 @@ func (a *Actor) admit() error {
 		if a.admitted.Load() < limit || a.selfWaits.Load() != 0 {
 			break
 		}
+		if closing == nil {
+			if ct, ok := a.t.(closingTransport); ok {
+				closing = ct.Closing()
+			}
+		}
 		select {
 		case <-ch:
 		case <-a.mb.Stopped():
 			return a.closedErr()
+		case <-closing:
+			return ErrClosed
 		}
 	}
 	a.admitted.Add(1)

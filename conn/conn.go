@@ -358,6 +358,24 @@ func (c *Conn) Done() <-chan struct{} {
 	return c.done
 }
 
+// Closing returns a channel closed once this side has closed the socket: a
+// heartbeat failure ([Conn.Drop]), a failed or stalled write, the end of a
+// close. A reader that waits in Handler.OnEnvelope (backpressure) cannot see
+// the connection close while it waits: it waits for this too. The channel
+// is made on first use.
+func (c *Conn) Closing() <-chan struct{} {
+	n := &c.nc
+	n.cmu.Lock()
+	defer n.cmu.Unlock()
+	if n.closed.Load() {
+		return closedChan
+	}
+	if n.closing == nil {
+		n.closing = make(chan struct{})
+	}
+	return n.closing
+}
+
 // closedChan is what Done returns after the end when no channel was made.
 var closedChan = func() chan struct{} {
 	ch := make(chan struct{})

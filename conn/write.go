@@ -378,6 +378,9 @@ type netConn struct {
 	tryFn  func(fd uintptr) bool
 	closed atomic.Bool
 
+	cmu     sync.Mutex
+	closing chan struct{} // made by Conn.Closing, closed by Close; under cmu
+
 	wmu       sync.Mutex
 	closeSent bool
 	framed    bool // the handshake is done; set before the Conn is shared
@@ -546,7 +549,11 @@ func (n *netConn) writeLocked(b []byte) (int, error) {
 
 // Close closes the socket; it may be called more than once.
 func (n *netConn) Close() error {
-	n.closed.Store(true)
+	n.cmu.Lock()
+	if !n.closed.Swap(true) && n.closing != nil {
+		close(n.closing)
+	}
+	n.cmu.Unlock()
 	return n.Conn.Close()
 }
 
