@@ -81,36 +81,83 @@ func TestMaxInboundHoldsAgainstCancelAndRestart(t *testing.T) {
 			var calls atomic.Int64
 			started := make(chan struct{})
 			release := make(chan struct{})
+			over := make(chan struct{})
 			h := func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
 				calls.Add(1)
 				g.enter()
 				defer g.leave()
-				started <- struct{}{}
-				<-release // not ctx.Done: the handler ignores the cancel
+				select {
+				case started <- struct{}{}:
+				case <-over:
+				}
+				select {
+				case <-release: // not ctx.Done: the handler ignores the cancel
+				case <-over:
+				}
 				return req.Data, nil
 			}
 			conns := make(chan *wsactor.Conn, 1)
 			srv, url := startServer(t, wsactor.WithRequestHandler(h), wsactor.WithMaxInbound(limit),
 				wsactor.WithRestartIntensity(n, time.Hour), wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }),
 				wsactor.WithMessageHandler(func(c *wsactor.Conn, msg json.RawMessage) { panic("restart, please") }))
+			t.Cleanup(func() { close(over) }) // before the server closes: a failed test leaves no handler waiting
 			p := dialRawBuf(t, url, n+16)
-			var frames []string
-			for i := 1; i <= n; i++ {
-				frames = append(frames, rawRequest(i, fmt.Sprint(i)))
-				switch {
-				case mode == "cancel":
-					frames = append(frames, fmt.Sprintf(`{"plugin":"primus-responder","cancelId":%d}`, i))
-				case i%limit == 0:
-					frames = append(frames, `"boom"`) // the message handler panics: the actor restarts
-				}
-			}
-			written := rawWriter(p, frames)
 			replies := map[int]int{}
-			for range n / limit {
+			switch mode {
+			case "cancel":
+				// The whole flood first (it fits in the socket buffers):
+				// each request followed by its cancel. Then the handlers
+				// return one by one.
+				for i := 1; i <= n; i++ {
+					p.write(t, false, rawRequest(i, fmt.Sprint(i)))
+					p.write(t, false, fmt.Sprintf(`{"plugin":"primus-responder","cancelId":%d}`, i))
+				}
 				for range limit {
 					recv(t, started, "a handler start")
 				}
-				if mode == "restart" {
+				// A window in which a server that frees a slot at the
+				// cancel reads the flood and starts more handlers. With the
+				// cap it reads no further: the window passes. (Not a
+				// synchronisation: nothing waits for the server to be slow.)
+				window := time.NewTimer(300 * time.Millisecond)
+				tick := time.NewTicker(2 * time.Millisecond)
+			watch:
+				for srv.Stats().Received <= limit {
+					select {
+					case <-tick.C:
+					case <-window.C:
+						break watch
+					}
+				}
+				window.Stop()
+				tick.Stop()
+				release <- struct{}{}
+				release <- struct{}{}
+				for range n - limit {
+					recv(t, started, "a handler start")
+					release <- struct{}{}
+				}
+			case "restart":
+				// In rounds: once limit handlers run, a message that
+				// restarts the actor and the next round's requests. (The
+				// restart is sent only once the handlers run: a failure
+				// overtakes requests still in the mailbox.)
+				next := 1
+				send := func() {
+					for range limit {
+						p.write(t, false, rawRequest(next, fmt.Sprint(next)))
+						next++
+					}
+				}
+				send()
+				for round := range n / limit {
+					for range limit {
+						recv(t, started, "a handler start")
+					}
+					p.write(t, false, `"boom"`) // the message handler panics: the actor restarts
+					if round < n/limit-1 {
+						send()
+					}
 					// The restart answers the requests in progress at
 					// once; their handlers are still running. The next
 					// requests must wait for them all the same.
@@ -121,13 +168,10 @@ func TestMaxInboundHoldsAgainstCancelAndRestart(t *testing.T) {
 							t.Fatalf("reply %d: %s, want a restart error reply", r.ID, r.Data)
 						}
 					}
+					for range limit {
+						release <- struct{}{}
+					}
 				}
-				for range limit {
-					release <- struct{}{}
-				}
-			}
-			if err := recv(t, written, "the peer's writes"); err != nil {
-				t.Fatal(err)
 			}
 			if got := g.max.Load(); got > limit {
 				t.Fatalf("%d handlers of one connection ran at once, cap %d", got, limit)
