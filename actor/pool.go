@@ -109,8 +109,12 @@ type lane struct {
 	head  int
 }
 
-// maxSpareLanes bounds the emptied lanes a pool keeps for reuse.
-const maxSpareLanes = 64
+// maxSpareLanes bounds the emptied lanes a pool keeps for reuse, and
+// maxSpareTasks the array each keeps: at most 16 KiB kept after a burst.
+const (
+	maxSpareLanes = 16
+	maxSpareTasks = 64
+)
 
 // TrySubmit is [Pool.TrySubmitFrom] with the nil source: tasks submitted
 // this way share one queue.
@@ -271,7 +275,7 @@ func (p *Pool) pop() Runner {
 		}
 		l.src, l.head = nil, 0
 		l.tasks = l.tasks[:0]
-		if cap(l.tasks) > 1024 {
+		if cap(l.tasks) > maxSpareTasks {
 			l.tasks = nil // a burst is over: do not keep its array
 		}
 		if len(p.spare) < maxSpareLanes {

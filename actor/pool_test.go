@@ -269,6 +269,7 @@ func TestPoolQueueWhileLastWorkerExits(t *testing.T) {
 type stressTask struct {
 	g    *gauge
 	d    time.Duration
+	src  any // the source it is submitted from
 	runs atomic.Int32
 }
 
@@ -286,10 +287,16 @@ func (s *stressTask) Run() {
 // wake up at the very instant the idle workers' timers fire (the race
 // between a submitter queueing and the last worker exiting). After each
 // round every accepted task has run exactly once (none is stranded in the
-// queue), no refused task has run, and the bound holds.
+// queue), no refused task has run, and the bound holds. Tasks come from 12
+// sources and the nil one (TrySubmit), so that lanes are made, emptied,
+// reused and found both by a scan and through the map.
 func TestPoolStress(t *testing.T) {
 	const submitters, rounds = 8, 300
-	for _, c := range []struct{ workers, queue int }{{1, 0}, {1, 4}, {3, 2}, {4, 32}} {
+	srcs := []any{nil}
+	for range 12 {
+		srcs = append(srcs, new(int))
+	}
+	for _, c := range []struct{ workers, queue int }{{1, 0}, {1, 4}, {3, 2}, {4, 32}, {2, 64}} {
 		synctest.Test(t, func(t *testing.T) {
 			p, err := actor.NewPool(c.workers, c.queue)
 			if err != nil {
@@ -308,7 +315,7 @@ func TestPoolStress(t *testing.T) {
 				oks := make([][]bool, submitters)
 				for i := range submitters {
 					for range 1 + rng.IntN(3) {
-						tasks[i] = append(tasks[i], &stressTask{g: &g, d: time.Duration(rng.IntN(3)/2) * time.Millisecond})
+						tasks[i] = append(tasks[i], &stressTask{g: &g, d: time.Duration(rng.IntN(3)/2) * time.Millisecond, src: srcs[rng.IntN(len(srcs))]})
 					}
 					oks[i] = make([]bool, len(tasks[i]))
 				}
@@ -316,7 +323,7 @@ func TestPoolStress(t *testing.T) {
 				for i := range submitters {
 					wg.Go(func() {
 						for j, s := range tasks[i] {
-							oks[i][j] = p.TrySubmit(s)
+							oks[i][j] = p.TrySubmitFrom(s.src, s)
 						}
 					})
 				}
