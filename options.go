@@ -281,7 +281,11 @@ func WithMaxPending(n int) Option {
 // A handler that waits for a reply through a ctx not derived from its own
 // (or for another goroutine that does) is not seen: while the connection is
 // at its cap, that reply waits behind the unread requests until a handler
-// returns or the request times out. The peer's cancels wait there too.
+// returns or the request times out. The peer's cancels and heartbeat
+// answers wait there too: reads that wait longer than [WithPingInterval]
+// allows get the connection dropped as dead (its handlers' ctx then ends),
+// and a peer that closes meanwhile is seen once reading resumes or the
+// heartbeat drops it.
 //
 // [WithBusyRefusal] answers every request over the cap with [CodeBusy] at
 // once instead of waiting.
