@@ -256,8 +256,6 @@ func (p *Pool) pop() Runner {
 		return nil
 	}
 	l := p.ring[p.rhead]
-	p.ring[p.rhead] = nil
-	p.rhead++
 	r := l.tasks[l.head]
 	l.tasks[l.head] = nil
 	l.head++
@@ -268,8 +266,16 @@ func (p *Pool) pop() Runner {
 			clear(l.tasks[n:])
 			l.tasks, l.head = l.tasks[:n], 0
 		}
-		p.ring = append(p.ring, l) // its next task waits for the others' turn
+		if p.rhead+1 == len(p.ring) {
+			return r // the only lane: it keeps its turn
+		}
+		// Its next task waits for the other lanes' turn.
+		p.ring[p.rhead] = nil
+		p.rhead++
+		p.ring = append(p.ring, l)
 	} else {
+		p.ring[p.rhead] = nil
+		p.rhead++
 		if p.lanes != nil {
 			delete(p.lanes, l.src)
 		}
