@@ -305,6 +305,14 @@ func (e *connEvents) OnEnvelope(_ *conn.Conn, env envelope.Envelope) {
 	}
 }
 
+// OnSocketClosed: this side closed the socket. A reader waiting for room
+// in the actor (backpressure) could not see it: stop its wait.
+func (e *connEvents) OnSocketClosed(*conn.Conn) {
+	if a := e.conn().a; a != nil {
+		a.TransportClosed()
+	}
+}
+
 func (e *connEvents) OnBadInput(_ *conn.Conn, err error) {
 	c := e.conn()
 	c.sh.badInput(c, err)

@@ -31,25 +31,13 @@ type Actor struct {
 	mb  *mailbox.Mailbox[msg]
 
 	pendingN atomic.Int32
+	handlers int32 // owned by the loop: accepted peer requests whose handler has not returned (what WithMaxInbound caps)
 	stopErr  atomic.Pointer[error]
-
-	// The peer's requests in progress, as Deliver sees them (see admit).
-	// admitted counts requests Deliver let in that have not ended: not yet
-	// read by the loop, refused, or accepted and their handler has not
-	// returned. selfWaits counts this side's pending requests made by this
-	// actor's own handlers: while one waits for its reply, the reader must
-	// go on reading. A Deliver that waits for room sets roomWait and waits
-	// on roomCh, which the loop closes when room is made.
-	admitted  atomic.Int32
-	selfWaits atomic.Int32
-	roomWait  atomic.Bool
-	roomMu    sync.Mutex
-	roomCh    chan struct{}
+	flow     atomic.Pointer[inflow] // made by the first request from the peer (or TransportClosed)
 
 	// Owned by the loop.
 	pending   slots[envelope.ID, *call]
 	inbound   slots[string, *task] // by task.key
-	handlers  int                  // accepted peer requests whose handler has not returned: what WithMaxInbound caps
 	stopped   bool
 	draining  bool
 	drained   []chan struct{} // Drain callers waiting for nothing in flight
@@ -57,6 +45,33 @@ type Actor struct {
 	timer     *time.Timer     // fires a tick at timerAt
 	timerAt   int64           // the deadline the timer is armed for; 0: not armed
 	failure   error           // a failure raised while handling a message, handled after it
+}
+
+// inflow is what Deliver and the loop share about the peer's requests in
+// progress (see admit). It is made at the first request from the peer, so
+// that a connection that never gets one does not pay for it.
+type inflow struct {
+	// admitted counts requests Deliver let in that have not ended: not yet
+	// read by the loop, refused, or accepted and their handler has not
+	// returned.
+	admitted atomic.Int32
+	// selfWaits counts this side's pending requests made by the actor's own
+	// handlers: while one waits for its reply, the reader must read on.
+	selfWaits atomic.Int32
+	// gone: the transport has closed (TransportClosed); nothing waits then.
+	gone atomic.Bool
+	// room is the channel a Deliver waiting for room waits on; whoever
+	// makes room swaps it out and closes it.
+	room atomic.Pointer[chan struct{}]
+}
+
+// inflow returns a's inflow, making it if needed. Any goroutine.
+func (a *Actor) inflow() *inflow {
+	if f := a.flow.Load(); f != nil {
+		return f
+	}
+	a.flow.CompareAndSwap(nil, new(inflow))
+	return a.flow.Load()
 }
 
 type op uint8
@@ -349,63 +364,72 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 // overshoot it a little, which the loop's own check (handlers) answers with
 // busy. Deliver's callers are the connection's reader, one at a time.
 //
-// It holds no lock the loop needs while it waits, and it returns
-// [ErrClosed] once the actor has stopped or the transport has closed (when
-// it can say so: see closingTransport), so a reader never stays stuck on a
-// closed connection: it goes on, sees the close and stops the actor, which
-// cancels the handlers.
+// It holds no lock while it waits, and it returns [ErrClosed] once the
+// actor has stopped or its owner said the transport closed
+// ([Actor.TransportClosed]), so a reader never stays stuck on a closed
+// connection: it goes on, sees the close and stops the actor, which cancels
+// the handlers.
 func (a *Actor) admit() error {
+	f := a.inflow()
 	limit := int32(a.cfg.maxInbound)
-	var closing <-chan struct{}
-	for !a.cfg.refuseBusy && a.admitted.Load() >= limit && a.selfWaits.Load() == 0 {
-		a.roomMu.Lock()
-		if a.roomCh == nil {
-			a.roomCh = make(chan struct{})
-		}
-		ch := a.roomCh
-		a.roomWait.Store(true)
-		a.roomMu.Unlock()
-		// Checked again after roomWait is set: a release before it did
-		// not see roomWait, so its effect is seen here.
-		if a.admitted.Load() < limit || a.selfWaits.Load() != 0 {
-			break
-		}
-		if closing == nil {
-			if ct, ok := a.t.(closingTransport); ok {
-				closing = ct.Closing()
+	full := func() bool {
+		return !a.cfg.refuseBusy && f.admitted.Load() >= limit && f.selfWaits.Load() == 0 && !f.gone.Load()
+	}
+	for full() {
+		ch := make(chan struct{})
+		if !f.room.CompareAndSwap(nil, &ch) {
+			if p := f.room.Load(); p != nil {
+				ch = *p
+			} else {
+				continue // swapped out meanwhile: look again
 			}
+		}
+		// Checked again once the channel is in place: whoever made room
+		// before did not find it, so what they did is seen here.
+		if !full() {
+			break
 		}
 		select {
 		case <-ch:
 		case <-a.mb.Stopped():
 			return a.closedErr()
-		case <-closing:
-			return ErrClosed
 		}
 	}
-	a.admitted.Add(1)
+	if f.gone.Load() {
+		return ErrClosed
+	}
+	f.admitted.Add(1)
 	return nil
 }
 
 // release ends a request counted by admit: the loop refused it, or its
 // handler returned. It wakes a Deliver waiting for room.
 func (a *Actor) release() {
-	a.admitted.Add(-1)
-	a.wakeRoom()
+	f := a.flow.Load() // made by the Deliver of the request released
+	f.admitted.Add(-1)
+	f.wakeRoom()
 }
 
 // wakeRoom wakes a Deliver waiting in admit, if any. Any goroutine.
-func (a *Actor) wakeRoom() {
-	if !a.roomWait.Load() {
+func (f *inflow) wakeRoom() {
+	if f.room.Load() == nil {
 		return
 	}
-	a.roomMu.Lock()
-	if a.roomCh != nil {
-		close(a.roomCh)
-		a.roomCh = nil
+	if p := f.room.Swap(nil); p != nil {
+		close(*p)
 	}
-	a.roomWait.Store(false)
-	a.roomMu.Unlock()
+}
+
+// TransportClosed tells the actor that its transport has closed the
+// connection (this side dropped it: a heartbeat failure, a stalled write).
+// A Deliver waiting for room returns [ErrClosed] at once, and later ones do
+// not wait: the reader that called it could not see the close while it
+// waits. The owner still reports the end with [Actor.Closed] once the
+// reader has seen it. Any goroutine; it does not block.
+func (a *Actor) TransportClosed() {
+	f := a.inflow()
+	f.gone.Store(true)
+	f.wakeRoom()
 }
 
 // Fail reports a failure of user code that ran outside the actor (a hook,
@@ -537,8 +561,9 @@ func (a *Actor) register(c *call) {
 	a.pendingN.Add(1)
 	if c.fromHandler {
 		// A handler waits for the peer: the reader must not wait for room.
-		a.selfWaits.Add(1)
-		a.wakeRoom()
+		f := a.flow.Load() // made by the Deliver of the handler's request
+		f.selfWaits.Add(1)
+		f.wakeRoom()
 	}
 	c.deadline = now() + int64(c.timeout)
 	a.deadlines.push(c)
@@ -568,7 +593,7 @@ func (a *Actor) unpend(c *call) {
 	a.pending.del(c.id)
 	a.pendingN.Add(-1)
 	if c.fromHandler {
-		a.selfWaits.Add(-1)
+		a.flow.Load().selfWaits.Add(-1)
 	}
 }
 
@@ -697,7 +722,7 @@ func (a *Actor) startRequest(d *delivery) bool {
 	// The cap counts handlers that have not returned, not the inbound set:
 	// a request the peer cancelled (or a restart ended) leaves the set at
 	// once while its handler may still run or wait for a worker.
-	if a.handlers >= a.cfg.maxInbound {
+	if int(a.handlers) >= a.cfg.maxInbound {
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		return false

@@ -19,13 +19,6 @@ type Transport interface {
 	Close(code uint16, reason string) error
 }
 
-// closingTransport is a [Transport] that reports when it has closed (as
-// *conn.Conn does). A Deliver waiting for room gives up then: the reader
-// that called it could not see the close while it waits.
-type closingTransport interface {
-	Closing() <-chan struct{}
-}
-
 // Incoming is a request from the peer, as the handler sees it. Its slices
 // belong to the handler.
 type Incoming struct {

@@ -204,31 +204,48 @@ func TestInboundBackpressureLetsHandlerRepliesThrough(t *testing.T) {
 	}
 }
 
-// A Deliver waiting for room returns ErrClosed when the actor stops, so the
-// connection's reader is never left stuck.
-func TestInboundBackpressureWaitEndsOnStop(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		pool := newPool(t, 4, 4)
-		release := make(chan struct{})
-		h := func(ctx context.Context, a *actor.Actor, req actor.Incoming) ([]byte, error) {
-			<-release
-			return nil, nil
-		}
-		cfg := newConfig(t, actor.WithHandler(h, pool), actor.WithMaxInbound(1))
-		p := newPair(t, cfg, nil)
-		p.inject(t, reqFrame(1))
-		waited := make(chan error, 1)
-		go func() { waited <- deliver(p.a, reqFrame(2)) }()
-		synctest.Wait()
-		select {
-		case err := <-waited:
-			t.Fatalf("Deliver over the cap returned %v, want it to wait", err)
-		default:
-		}
-		p.a.Stop(actor.ErrConnLost, 0, "")
-		if err := <-waited; !errors.Is(err, actor.ErrConnLost) {
-			t.Fatalf("Deliver after stop: %v, want the stop's cause", err)
-		}
-		close(release)
-	})
+// A Deliver waiting for room returns when the actor stops, or when its
+// owner says the transport closed, so the connection's reader is never left
+// stuck (it could not see the close while it waits).
+func TestInboundBackpressureWaitEnds(t *testing.T) {
+	for _, how := range []string{"stop", "transport closed"} {
+		t.Run(how, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				pool := newPool(t, 4, 4)
+				release := make(chan struct{})
+				h := func(ctx context.Context, a *actor.Actor, req actor.Incoming) ([]byte, error) {
+					<-release
+					return nil, nil
+				}
+				cfg := newConfig(t, actor.WithHandler(h, pool), actor.WithMaxInbound(1))
+				p := newPair(t, cfg, nil)
+				p.inject(t, reqFrame(1))
+				waited := make(chan error, 1)
+				go func() { waited <- deliver(p.a, reqFrame(2)) }()
+				synctest.Wait()
+				select {
+				case err := <-waited:
+					t.Fatalf("Deliver over the cap returned %v, want it to wait", err)
+				default:
+				}
+				want := actor.ErrConnLost
+				if how == "stop" {
+					p.a.Stop(actor.ErrConnLost, 0, "")
+				} else {
+					p.a.TransportClosed()
+					want = actor.ErrClosed
+				}
+				if err := <-waited; !errors.Is(err, want) {
+					t.Fatalf("Deliver: %v, want %v", err, want)
+				}
+				if how == "transport closed" {
+					// Later requests do not wait either.
+					if err := deliver(p.a, reqFrame(3)); !errors.Is(err, actor.ErrClosed) {
+						t.Fatalf("Deliver after TransportClosed: %v", err)
+					}
+				}
+				close(release)
+			})
+		})
+	}
 }

@@ -98,6 +98,18 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// SocketClosedHandler is what a [Handler] implements to hear at once that
+// this side closed the socket (a heartbeat failure, a failed or stalled
+// write, the end of a close). OnSocketClosed runs once per Conn, on the
+// goroutine that closed the socket: it must be quick and must not block or
+// call into the Conn. A read goroutine waiting
+// in OnEnvelope (backpressure) cannot see the close while it waits; this is
+// how it learns to stop waiting. OnClose still follows once the read loop
+// has ended.
+type SocketClosedHandler interface {
+	OnSocketClosed(c *Conn)
+}
+
 // Role says which end of the connection a Conn is.
 type Role uint8
 
@@ -356,24 +368,6 @@ func (c *Conn) Done() <-chan struct{} {
 		c.done = make(chan struct{})
 	}
 	return c.done
-}
-
-// Closing returns a channel closed once this side has closed the socket: a
-// heartbeat failure ([Conn.Drop]), a failed or stalled write, the end of a
-// close. A reader that waits in Handler.OnEnvelope (backpressure) cannot see
-// the connection close while it waits: it waits for this too. The channel
-// is made on first use.
-func (c *Conn) Closing() <-chan struct{} {
-	n := &c.nc
-	n.cmu.Lock()
-	defer n.cmu.Unlock()
-	if n.closed.Load() {
-		return closedChan
-	}
-	if n.closing == nil {
-		n.closing = make(chan struct{})
-	}
-	return n.closing
 }
 
 // closedChan is what Done returns after the end when no channel was made.

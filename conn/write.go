@@ -378,9 +378,6 @@ type netConn struct {
 	tryFn  func(fd uintptr) bool
 	closed atomic.Bool
 
-	cmu     sync.Mutex
-	closing chan struct{} // made by Conn.Closing, closed by Close; under cmu
-
 	wmu       sync.Mutex
 	closeSent bool
 	framed    bool // the handshake is done; set before the Conn is shared
@@ -549,12 +546,14 @@ func (n *netConn) writeLocked(b []byte) (int, error) {
 
 // Close closes the socket; it may be called more than once.
 func (n *netConn) Close() error {
-	n.cmu.Lock()
-	if !n.closed.Swap(true) && n.closing != nil {
-		close(n.closing)
+	first := !n.closed.Swap(true)
+	err := n.Conn.Close()
+	if first && n.owner != nil {
+		if h, ok := n.owner.h.(SocketClosedHandler); ok {
+			h.OnSocketClosed(n.owner)
+		}
 	}
-	n.cmu.Unlock()
-	return n.Conn.Close()
+	return err
 }
 
 // closeWrite half-closes the socket after our close frame and gives the peer
