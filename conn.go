@@ -64,6 +64,9 @@ func newShared(o options, st *counters) (*shared, error) {
 		actor.WithRestartDecider(sh.decide),
 		actor.WithBadInputHook(func(a *actor.Actor, err error) { sh.badInput(a.Tag().(*Conn), err) }),
 	}
+	if o.busyRefusal {
+		actorOpts = append(actorOpts, actor.WithBusyRefusal())
+	}
 	if o.onRequest != nil {
 		actorOpts = append(actorOpts, actor.WithHandler(sh.handle, pool))
 		if o.inlineHandlers {
@@ -321,6 +324,14 @@ func (e *connEvents) OnEnvelope(_ *conn.Conn, env envelope.Envelope) {
 	if fn := c.sh.o.onMessage; fn != nil {
 		msg := json.RawMessage(append([]byte(nil), env.Data...))
 		c.userCode(func() { fn(c, msg) })
+	}
+}
+
+// OnSocketClosed: this side closed the socket. A reader waiting for room
+// in the actor (backpressure) could not see it: stop its wait.
+func (e *connEvents) OnSocketClosed(*conn.Conn) {
+	if a := e.conn().a; a != nil {
+		a.TransportClosed()
 	}
 }
 

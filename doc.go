@@ -54,7 +54,11 @@
 // actor's loop (started on demand) owns the pending requests; request
 // handlers run on a bounded pool shared by the server or client (or, with
 // [WithInlineHandlers], on the actor's loop: they must not block); socket
-// writes happen on an on-demand flusher. Per server: one heartbeat
+// writes happen on an on-demand flusher. While a connection has
+// [WithMaxInbound] requests in progress (counted until their handlers
+// return) its read goroutine waits before the next request, which is
+// backpressure to the peer; the pool takes waiting handlers from the
+// connections in turn. Per server: one heartbeat
 // goroutine. Per client: one supervisor goroutine. Shutdown and Close wait
 // for all of them.
 //

@@ -17,9 +17,6 @@ package wsactor_test
 //     (default 100ms). It is a measurement that can fail: on a slow or
 //     shared CI machine under -race, raise it (e.g. 250ms) rather than
 //     ignore it.
-//   - WSACTOR_HOSTILE_PENDING=1: also run the rows that wait for a server
-//     fix from another branch (their pendingFix names it); without it they
-//     are skipped with "waits for item N".
 
 import (
 	"bufio"
@@ -77,12 +74,7 @@ func hostileRTT(t *testing.T) time.Duration {
 }
 
 type hostileRow struct {
-	name string
-	// pendingFix names the server fix (from another branch) the row's
-	// documented outcome depends on. Such rows are skipped, saying so,
-	// unless WSACTOR_HOSTILE_PENDING is set; remove the field once the fix
-	// is merged.
-	pendingFix  string
+	name        string
 	opts        []wsactor.Option // on top of the base options
 	librarySize bool             // leave WithMaxMessageSize at the library default
 	sendBuffer  int              // the server sockets' SO_SNDBUF when not 0
@@ -106,9 +98,6 @@ func TestHostile(t *testing.T) {
 	for _, row := range hostileRows() {
 		pre := runtime.NumGoroutine()
 		ran := t.Run(row.name, func(t *testing.T) {
-			if row.pendingFix != "" && os.Getenv("WSACTOR_HOSTILE_PENDING") == "" {
-				t.Skipf("waits for %s (set WSACTOR_HOSTILE_PENDING=1 to run it)", row.pendingFix)
-			}
 			m := runHostileRow(t, row, rtt, logs)
 			table = append(table, m.String())
 		})
@@ -900,9 +889,9 @@ func hostileRows() []hostileRow {
 			// Small socket buffers make the stall come after hundreds
 			// of KiB instead of megabytes: the flood stays small.
 			sendBuffer: 16 << 10, attack: attackUnreadFlood},
-		{name: "flood over the in-flight cap", pendingFix: "item 8 (backpressure instead of busy)",
+		{name: "flood over the in-flight cap",
 			opts: []wsactor.Option{wsactor.WithMaxInbound(32)}, attack: attackOverInflight(32)},
-		{name: "request+cancel flood", pendingFix: "item 1 (never more than WithMaxInbound handlers running)",
+		{name: "request+cancel flood",
 			opts: []wsactor.Option{wsactor.WithMaxInbound(16)}, attack: attackCancelFlood(16)},
 		{name: "peer never answers pings", opts: []wsactor.Option{wsactor.WithPingInterval(hostilePing)}, attack: attackSilent},
 		{name: "slowloris upgrade", attack: attackSlowloris},

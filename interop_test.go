@@ -230,7 +230,13 @@ func (p *nodeProc) count(pred func(nodeEvent) bool) int {
 // fails the test after the deadline or when the program exits first.
 func (p *nodeProc) waitFrom(t testing.TB, from int, what string, pred func(nodeEvent) bool) nodeEvent {
 	t.Helper()
-	deadline := time.NewTimer(wait)
+	return p.waitFromTimeout(t, from, wait, what, pred)
+}
+
+// waitFromTimeout is waitFrom with a deadline of its own, for long runs.
+func (p *nodeProc) waitFromTimeout(t testing.TB, from int, d time.Duration, what string, pred func(nodeEvent) bool) nodeEvent {
+	t.Helper()
+	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	exited := false
 	for {
@@ -345,10 +351,10 @@ func decodeHello(r wsactor.Response) (hello, error) {
 func TestInteropNodeClientManyRequests(t *testing.T) {
 	const n, back = 5000, 1000
 	conns := make(chan *wsactor.Conn, 2)
-	// A stock client has no cap on requests in flight; the server's default
-	// cap per connection (1024) would answer the excess with busy error
-	// replies, which a stock client sees as undefined. Let the burst in.
-	srv, url := startServer(t, wsactor.WithRequestHandler(arith), wsactor.WithMaxInbound(n),
+	// A stock client has no cap on requests in flight; over the server's
+	// default cap per connection (1024) the server stops reading until
+	// requests end, while its own requests' replies still come in.
+	srv, url := startServer(t, wsactor.WithRequestHandler(arith),
 		wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }))
 	start := time.Now()
 	p := startPrimusClient(t, url, "--n", fmt.Sprint(n), "--stay-ms", "60000", "--timeout-ms", "30000")
@@ -395,6 +401,53 @@ func TestInteropNodeClientManyRequests(t *testing.T) {
 	if st := srv.Stats(); st.Received != n || st.Answered != n || st.Replied != back || st.Requests != back {
 		t.Fatalf("server stats %+v", st)
 	}
+}
+
+// Issue item 8: a stock client's burst of 20,000 writeAndWait, far over the
+// server's default cap on requests in progress (1024), is answered in full,
+// as a stock Primus server answers it: over the cap the server stops
+// reading that connection (TCP backpressure) instead of answering busy,
+// which a stock client would see as undefined.
+func TestInteropNodeClientBurstOverDefaultCap(t *testing.T) {
+	const n = 20000
+	var g peak
+	h := func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		g.enter()
+		defer g.leave()
+		// Some work (a query, say): 20 ms each on the default pool's 256
+		// workers answers ~12,800 requests/s, slower than the client sends
+		// them, so the requests in progress pile up past the cap.
+		work := time.NewTimer(20 * time.Millisecond)
+		defer work.Stop()
+		select {
+		case <-work.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return arith(ctx, c, req)
+	}
+	conns := make(chan *wsactor.Conn, 2)
+	srv, url := startServer(t, wsactor.WithRequestHandler(h),
+		wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }))
+	p := startPrimusClient(t, url, "--n", fmt.Sprint(n), "--timeout-ms", "120000")
+	sc := recv(t, conns, "the node client's connection")
+	res := p.waitFromTimeout(t, 0, 150*time.Second, "result", func(e nodeEvent) bool { return e.name() == "result" })
+	if res.num("sent") != n || res.num("matched") != n || res.num("wrong") != 0 || res.num("missing") != 0 || res["timedOut"] != nil {
+		t.Fatalf("node client result %v", res)
+	}
+	if code := p.exitCode(t); code != 0 {
+		t.Fatalf("node client exit code %d", code)
+	}
+	recv(t, sc.Done(), "server conn closed")
+	st := srv.Stats()
+	if st.Received != n || st.Answered != n || st.Busy != 0 {
+		t.Fatalf("server: received %d, answered %d, busy %d", st.Received, st.Answered, st.Busy)
+	}
+	if got := g.max.Load(); got > 1024 {
+		t.Fatalf("%d handlers of one connection ran at once, over the default cap", got)
+	}
+	t.Logf("stock Node client: %d concurrent writeAndWait answered in %d ms (client's clock); peak %d handlers of the connection",
+		n, res.num("ms"), g.max.Load())
 }
 
 // The server's heartbeats keep a stock client connected for many intervals.

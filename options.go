@@ -116,6 +116,7 @@ type options struct {
 	requestTimeout time.Duration
 	maxPending     int
 	maxInbound     int
+	busyRefusal    bool
 	mailbox        int
 	maxMessage     int
 	maxOutbound    int
@@ -292,10 +293,47 @@ func WithMaxPending(n int) Option {
 	return Option{"WithMaxPending", both, func(o *options) { o.maxPending = n }}
 }
 
-// WithMaxInbound caps the peer's requests being handled per connection; one
-// more is answered with an error reply of code [CodeBusy]. Default 1024.
+// WithMaxInbound caps the peer's requests in progress per connection. A
+// request counts from the moment it is read until its handler has returned,
+// even if the peer cancelled it or the connection's actor restarted
+// meanwhile, so at most n handlers of one connection are running or
+// waiting for a worker at any time. Default 1024.
+//
+// With n in progress, the connection stops reading until one ends: TCP
+// backpressure makes the peer's sends wait, and every request is answered,
+// later (as a stock Primus server does, which has no cap). Memory stays
+// bounded: n requests, plus the mailbox ([WithMailboxCapacity]) and the
+// socket buffers. Replies keep going out while reading waits, and a peer
+// that sends without reading them meets [WithMaxOutboundBytes] and
+// [WithWriteTimeout].
+//
+// One exception, so that a handler never waits for itself: while a
+// handler of the connection waits for a reply from the peer ([Conn.Request]
+// with the handler's ctx, or a ctx derived from it), the connection goes on
+// reading, since that reply can only come through the reader, and a
+// request over the cap is answered with an error reply of code [CodeBusy].
+// A handler that waits for a reply through a ctx not derived from its own
+// (or for another goroutine that does) is not seen: while the connection is
+// at its cap, that reply waits behind the unread requests until a handler
+// returns or the request times out. The peer's cancels and heartbeat
+// answers wait there too: reads that wait longer than [WithPingInterval]
+// allows get the connection dropped as dead (its handlers' ctx then ends),
+// and a peer that closes meanwhile is seen once reading resumes or the
+// heartbeat drops it.
+//
+// [WithBusyRefusal] answers every request over the cap with [CodeBusy] at
+// once instead of waiting.
 func WithMaxInbound(n int) Option {
 	return Option{"WithMaxInbound", both, func(o *options) { o.maxInbound = n }}
+}
+
+// WithBusyRefusal answers a request over [WithMaxInbound] at once with an
+// error reply of code [CodeBusy] (the reply's error; a stock Primus client
+// sees it as an undefined answer), instead of pausing the connection's
+// reads until a request ends. For peers that retry busy replies and want to
+// know at once; memory stays bounded either way.
+func WithBusyRefusal() Option {
+	return Option{"WithBusyRefusal", both, func(o *options) { o.busyRefusal = true }}
 }
 
 // WithMailboxCapacity bounds each connection actor's mailbox. When it is
@@ -388,8 +426,12 @@ func WithMaxConnections(n int) Option {
 
 // WithHandlerPool sets the pool that runs request handlers (shared by all
 // connections of a server): at most workers at once and queue more waiting.
-// A request finding both full is answered with [CodeBusy]. Default
-// max(256, 64×GOMAXPROCS) workers and a queue of 65536.
+// A request finding both full is answered with [CodeBusy]. Waiting requests
+// are queued per connection and the workers take them from the connections
+// in turn (round-robin), each connection's in order: a connection's single
+// request waits for about one handler's run time while another floods the
+// pool, not for the flood. Default max(256, 64×GOMAXPROCS) workers and a
+// queue of 65536.
 func WithHandlerPool(workers, queue int) Option {
 	return Option{"WithHandlerPool", both, func(o *options) { o.workers, o.queue = workers, queue }}
 }

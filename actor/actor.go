@@ -31,7 +31,9 @@ type Actor struct {
 	mb  *mailbox.Mailbox[msg]
 
 	pendingN atomic.Int32
+	handlers int32 // owned by the loop: accepted peer requests whose handler has not returned (what WithMaxInbound caps)
 	stopErr  atomic.Pointer[error]
+	flow     atomic.Pointer[inflow] // made by the first request from the peer (or TransportClosed)
 
 	// Owned by the loop.
 	pending   slots[envelope.ID, *call]
@@ -43,6 +45,33 @@ type Actor struct {
 	timer     *time.Timer     // fires a tick at timerAt
 	timerAt   int64           // the deadline the timer is armed for; 0: not armed
 	failure   error           // a failure raised while handling a message, handled after it
+}
+
+// inflow is what Deliver and the loop share about the peer's requests in
+// progress (see admit). It is made at the first request from the peer, so
+// that a connection that never gets one does not pay for it.
+type inflow struct {
+	// admitted counts requests Deliver let in that have not ended: not yet
+	// read by the loop, refused, or accepted and their handler has not
+	// returned.
+	admitted atomic.Int32
+	// selfWaits counts this side's pending requests made by the actor's own
+	// handlers: while one waits for its reply, the reader must read on.
+	selfWaits atomic.Int32
+	// gone: the transport has closed (TransportClosed); nothing waits then.
+	gone atomic.Bool
+	// room is the channel a Deliver waiting for room waits on; whoever
+	// makes room swaps it out and closes it.
+	room atomic.Pointer[chan struct{}]
+}
+
+// inflow returns a's inflow, making it if needed. Any goroutine.
+func (a *Actor) inflow() *inflow {
+	if f := a.flow.Load(); f != nil {
+		return f
+	}
+	a.flow.CompareAndSwap(nil, new(inflow))
+	return a.flow.Load()
 }
 
 type op uint8
@@ -119,6 +148,9 @@ type call struct {
 	ch      chan result
 	cb      func(Reply, error)
 	stopCtx func() bool
+	// Made by a handler of this actor (its ctx leads to the handler's
+	// task): while it is pending the reader does not wait for room.
+	fromHandler bool
 	// Owned by the loop once posted: state and the fields after claim.
 	state callState
 	// claim (Request only) is shared: who settles the outcome, the loop
@@ -301,6 +333,9 @@ func (a *Actor) Go(ctx context.Context, data []byte, cb func(Reply, error)) erro
 
 func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 	c := &call{id: envelope.NewID(), timeout: min(a.cfg.requestTimeout, maxTimeout), hidx: -1}
+	if t, _ := ctx.Value(taskKey{}).(*task); t != nil && t.a == a {
+		c.fromHandler = true
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < c.timeout {
 			c.timeout = max(d, time.Millisecond)
@@ -314,8 +349,12 @@ func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 
 // Deliver hands the actor an envelope read from the peer (a request, a
 // response or a cancel). It copies what it keeps. It waits while the mailbox
-// is full, which stops the connection's reader: backpressure to the peer.
-// After the actor stopped it returns [ErrClosed] and drops env.
+// is full, and (unless the Config has [WithBusyRefusal]) a request waits
+// while the peer has [WithMaxInbound] requests in progress: either stops
+// the connection's reader, which is backpressure to the peer. The wait for
+// room is skipped while a handler of this actor waits for a reply from the
+// peer, which only the reader can deliver (see [WithMaxInbound]). After the
+// actor stopped it returns [ErrClosed] and drops env.
 //
 // Deliver is for the connection's reader, a goroutine of the owner's: when
 // the mailbox is idle it runs the loop itself for a bounded number of
@@ -323,12 +362,19 @@ func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 // callbacks of [Actor.Go] and hooks. It is the only method that does.
 func (a *Actor) Deliver(env envelope.Envelope) error {
 	switch env.Kind {
-	case envelope.KindRequest, envelope.KindResponse, envelope.KindCancel:
+	case envelope.KindRequest:
+		if err := a.admit(); err != nil {
+			return err
+		}
+	case envelope.KindResponse, envelope.KindCancel:
 	default:
 		return fmt.Errorf("actor: Deliver of a %v envelope", env.Kind)
 	}
 	nid, nd := len(env.ID), len(env.Data)
 	if uint64(nid) > math.MaxUint32 {
+		if env.Kind == envelope.KindRequest {
+			a.release()
+		}
 		return fmt.Errorf("actor: Deliver of an id of %d bytes", nid)
 	}
 	size := nid + nd
@@ -349,9 +395,87 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 		m.err = &RemoteError{Code: env.Err.Code, Message: env.Err.Message}
 	}
 	if err := a.mb.PostWait(context.Background(), m); err != nil {
+		if env.Kind == envelope.KindRequest {
+			a.release()
+		}
 		return ErrClosed
 	}
 	return nil
+}
+
+// admit counts a request from the peer in admitted, first waiting while
+// the peer has maxInbound requests in progress (unless the Config refuses
+// them with busy instead, or one of this actor's handlers waits for a reply
+// from the peer). The count is checked, then added: concurrent callers may
+// overshoot it a little, which the loop's own check (handlers) answers with
+// busy. Deliver's callers are the connection's reader, one at a time.
+//
+// It holds no lock while it waits, and it returns [ErrClosed] once the
+// actor has stopped or its owner said the transport closed
+// ([Actor.TransportClosed]), so a reader never stays stuck on a closed
+// connection: it goes on, sees the close and stops the actor, which cancels
+// the handlers.
+func (a *Actor) admit() error {
+	f := a.inflow()
+	limit := int32(a.cfg.maxInbound)
+	full := func() bool {
+		return !a.cfg.refuseBusy && f.admitted.Load() >= limit && f.selfWaits.Load() == 0 && !f.gone.Load()
+	}
+	for full() {
+		ch := make(chan struct{})
+		if !f.room.CompareAndSwap(nil, &ch) {
+			if p := f.room.Load(); p != nil {
+				ch = *p
+			} else {
+				continue // swapped out meanwhile: look again
+			}
+		}
+		// Checked again once the channel is in place: whoever made room
+		// before did not find it, so what they did is seen here.
+		if !full() {
+			break
+		}
+		select {
+		case <-ch:
+		case <-a.mb.Stopped():
+			return a.closedErr()
+		}
+	}
+	if f.gone.Load() {
+		return ErrClosed
+	}
+	f.admitted.Add(1)
+	return nil
+}
+
+// release ends a request counted by admit: the loop refused it, or its
+// handler returned. It wakes a Deliver waiting for room.
+func (a *Actor) release() {
+	f := a.flow.Load() // made by the Deliver of the request released
+	f.admitted.Add(-1)
+	f.wakeRoom()
+}
+
+// wakeRoom wakes a Deliver waiting in admit, if any. Any goroutine.
+func (f *inflow) wakeRoom() {
+	if f.room.Load() == nil {
+		return
+	}
+	if p := f.room.Swap(nil); p != nil {
+		close(*p)
+	}
+}
+
+// TransportClosed tells the actor that its transport has closed the
+// connection (this side dropped it: a heartbeat failure, a stalled write).
+// A Deliver waiting for room returns [ErrClosed] at once, and later ones do
+// not wait: the reader that called it could not see the close while it
+// waits. The owner still reports the end with [Actor.Closed] once the
+// reader has seen it. Any goroutine; it does not block.
+func (a *Actor) TransportClosed() {
+	f := a.inflow()
+	f.gone.Store(true)
+	f.wakeRoom()
 }
 
 // Fail reports a failure of user code that ran outside the actor (a hook,
@@ -514,6 +638,12 @@ func (a *Actor) register(c *call) {
 	a.pending.put(c.id, c)
 	c.state = stPending
 	a.pendingN.Add(1)
+	if c.fromHandler {
+		// A handler waits for the peer: the reader must not wait for room.
+		f := a.flow.Load() // made by the Deliver of the handler's request
+		f.selfWaits.Add(1)
+		f.wakeRoom()
+	}
 	c.deadline = now() + int64(c.timeout)
 	a.deadlines.push(c)
 	a.armTimer()
@@ -541,6 +671,9 @@ func (a *Actor) finish(c *call, r Reply, err error) {
 func (a *Actor) unpend(c *call) {
 	a.pending.del(c.id)
 	a.pendingN.Add(-1)
+	if c.fromHandler {
+		a.flow.Load().selfWaits.Add(-1)
+	}
 }
 
 // complete delivers the outcome of c exactly once.
@@ -648,30 +781,44 @@ func (a *Actor) inboundEnvelope(d *delivery) {
 	}
 }
 
+// request handles a request from the peer. Deliver counted it in
+// admitted: unless a handler is started for it (then result does), it is
+// released here.
 func (a *Actor) request(d *delivery) {
+	if !a.startRequest(d) {
+		a.release()
+	}
+}
+
+// startRequest answers d at once or starts its handler, and reports
+// whether it started one.
+func (a *Actor) startRequest(d *delivery) bool {
 	s := a.stats()
 	s.Received.Add(1)
 	switch {
 	case a.stopped:
-		return
+		return false
 	case a.cfg.handler == nil:
 		a.replyError(d.id, CodeNoHandler, "no request handler")
-		return
+		return false
 	case a.draining:
 		a.replyError(d.id, CodeShutdown, "shutting down")
-		return
+		return false
 	}
 	key := d.key
 	if _, dup := a.inbound.get(key); dup {
 		s.DuplicateRequests.Add(1)
 		a.replyError(d.id, CodeDuplicateID, "a request with this id is in progress")
 		a.badInput(fmt.Errorf("%w: %s", ErrDuplicateRequest, clip(d.id)))
-		return
+		return false
 	}
-	if a.inbound.len() >= a.cfg.maxInbound {
+	// The cap counts handlers that have not returned, not the inbound set:
+	// a request the peer cancelled (or a restart ended) leaves the set at
+	// once while its handler may still run or wait for a worker.
+	if int(a.handlers) >= a.cfg.maxInbound {
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
-		return
+		return false
 	}
 	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key}
 	if d.timeout > 0 {
@@ -685,21 +832,27 @@ func (a *Actor) request(d *delivery) {
 		// only the deadline ends t early.
 		a.inbound.put(key, t)
 		s.Inbound.Add(1)
+		a.handlers++
 		t.inline.Store(true)
 		m := a.callHandler(t)
 		t.inline.Store(false)
 		a.result(t, m.data, m.err, m.code == quietResult)
 		t.cancel()
-		return
+		return true
 	}
-	if !a.cfg.pool.TrySubmit(t) {
+	// The actor is the pool's source: the pool takes its queued tasks in
+	// turn with other actors', so a flood on one connection does not starve
+	// the others.
+	if !a.cfg.pool.TrySubmitFrom(a, t) {
 		t.cancel()
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "server busy")
-		return
+		return false
 	}
 	a.inbound.put(key, t)
 	s.Inbound.Add(1)
+	a.handlers++
+	return true
 }
 
 // runTask runs on a pool worker.
@@ -748,7 +901,11 @@ const (
 // quietResult marks a handler result that needs no reply.
 const quietResult = 1
 
+// result handles the return of t's handler. t counts against the cap
+// until now, even if it was cancelled or restarted meanwhile.
 func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
+	a.handlers--
+	a.release()
 	if cur, _ := a.inbound.get(t.key); cur != t {
 		return // cancelled, restarted or stopped meanwhile: its reply was sent already or is not wanted
 	}

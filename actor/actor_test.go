@@ -448,7 +448,7 @@ func TestBounds(t *testing.T) {
 			<-release
 			return []byte(`1`), nil
 		}
-		cfg := newConfig(t, actor.WithHandler(h, pool), actor.WithMaxInbound(3))
+		cfg := newConfig(t, actor.WithHandler(h, pool), actor.WithMaxInbound(3), actor.WithBusyRefusal())
 		p := newPair(t, cfg, nil)
 		for i := range 4 {
 			p.inject(t, fmt.Sprintf(`{"plugin":"primus-responder","requestId":"r%d","data":1}`, i))
@@ -483,7 +483,7 @@ func TestBounds(t *testing.T) {
 			<-release
 			return nil, nil
 		}
-		cfg := newConfig(t, actor.WithHandler(h, pool), actor.WithMaxInbound(2))
+		cfg := newConfig(t, actor.WithHandler(h, pool), actor.WithMaxInbound(2), actor.WithBusyRefusal())
 		p := newPair(t, cfg, nil)
 		for i := range 3 {
 			p.inject(t, fmt.Sprintf(`{"plugin":"primus-responder","requestId":%d}`, i+1))

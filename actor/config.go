@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -83,6 +84,7 @@ type Config struct {
 	requestTimeout  time.Duration
 	maxPending      int
 	maxInbound      int
+	refuseBusy      bool
 	mailboxCapacity int
 	decide          func(a *Actor, cause error) error
 	onBadInput      func(a *Actor, err error)
@@ -133,9 +135,28 @@ func WithRequestTimeout(d time.Duration) Option { return func(c *Config) { c.req
 // fails at once with [ErrTooManyPending]. Default 4096.
 func WithMaxPending(n int) Option { return func(c *Config) { c.maxPending = n } }
 
-// WithMaxInbound caps the peer's requests being handled per actor; one more
-// is answered at once with an error reply of code [CodeBusy]. Default 1024.
+// WithMaxInbound caps the peer's requests in progress per actor. A request
+// counts from its acceptance until its handler has returned, even when the
+// peer cancelled it or the actor restarted meanwhile (its handler may still
+// be running or waiting for a worker), so at most n handlers of one actor
+// are running or queued in the pool at any time. Default 1024.
+//
+// When n are in progress, [Actor.Deliver] of one more request waits until
+// one ends: the connection's reader stops reading and TCP backpressure
+// reaches the peer, whose requests are then all answered, later. One
+// exception keeps a handler from waiting for itself: while a handler of
+// this actor waits for a reply from the peer (a request made with the
+// handler's ctx, or a ctx derived from it, to the same actor), the reader
+// keeps reading, and a request over the cap is answered with an error reply
+// of code [CodeBusy]. With [WithBusyRefusal] every request over the cap is.
 func WithMaxInbound(n int) Option { return func(c *Config) { c.maxInbound = n } }
+
+// WithBusyRefusal answers a peer request over [WithMaxInbound] at once with
+// an error reply of code [CodeBusy], instead of waiting for room (which
+// stops reading that connection). Memory stays bounded either way; a peer
+// that does not retry busy replies (a stock Primus client sees them as
+// undefined) is better served by the default.
+func WithBusyRefusal() Option { return func(c *Config) { c.refuseBusy = true } }
 
 // WithMailboxCapacity bounds the actor's user lane. When it is full,
 // [Actor.Request] and [Actor.Deliver] wait for room (the connection's reader
@@ -186,8 +207,8 @@ func NewConfig(opts ...Option) (*Config, error) {
 	if c.maxPending < 1 {
 		errs = append(errs, fmt.Errorf("actor: max pending %d, want >= 1", c.maxPending))
 	}
-	if c.maxInbound < 1 {
-		errs = append(errs, fmt.Errorf("actor: max inbound %d, want >= 1", c.maxInbound))
+	if c.maxInbound < 1 || c.maxInbound > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("actor: max inbound %d, want 1 to %d", c.maxInbound, math.MaxInt32))
 	}
 	if c.mailboxCapacity < 1 {
 		errs = append(errs, fmt.Errorf("actor: mailbox capacity %d, want >= 1", c.mailboxCapacity))

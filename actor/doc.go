@@ -52,9 +52,17 @@
 //
 //   - Pending requests per actor ([WithMaxPending]): one more fails at once
 //     with [ErrTooManyPending].
-//   - Peer requests in progress per actor ([WithMaxInbound]) and the pool's
-//     workers and queue ([NewPool]): one more is answered with an error reply
-//     of code [CodeBusy].
+//   - Peer requests in progress per actor ([WithMaxInbound]), counted until
+//     their handler returns: [Actor.Deliver] of one more request waits for
+//     room (the connection's reader stops: TCP backpressure), except while a
+//     handler of the actor waits for a reply from the peer, when one more is
+//     answered with an error reply of code [CodeBusy]; with
+//     [WithBusyRefusal] it always is. The wait holds no lock and ends when
+//     the actor stops.
+//   - The pool's workers and queue ([NewPool]): one more is answered with an
+//     error reply of code [CodeBusy]. Its queue is per actor, taken
+//     round-robin, so one actor's flood does not starve the others.
 //   - The mailbox ([WithMailboxCapacity]): Request (until its ctx ends) and
-//     Deliver wait for room, Go fails with [ErrMailboxFull].
+//     Deliver wait for room,
+//     Go fails with [ErrMailboxFull].
 package actor

@@ -36,6 +36,14 @@ const closedBit = uint64(1) << 63
 // Workers are started on demand and exit after a second without work, so an
 // idle pool owns no goroutine. All methods may be called concurrently. The
 // zero value is not usable: use [NewPool].
+//
+// Waiting tasks are queued per source ([Pool.TrySubmitFrom]; an actor is
+// the source of its handlers): each source's tasks run in the order they
+// came, and a free worker takes the oldest task of the next source in turn
+// (round-robin between the sources with waiting tasks). A source that
+// queues a thousand tasks delays another's single task by at most about one
+// task's run time, not by the thousand. A source with nothing queued costs
+// the pool nothing.
 type Pool struct {
 	max uint64
 
@@ -50,17 +58,22 @@ type Pool struct {
 	// worker waits on it, and fails without locking when none does.
 	handoff chan Runner
 
-	// queue holds accepted tasks when every worker is busy. It grows on
-	// demand (a channel of queueSize would cost 16 B × queueSize for every
-	// pool, and every Client has one). It is changed only under mu, and
-	// tasks are queued only while state counts a worker: a worker takes mu
-	// and finds the queue empty before it gives its slot back, so a queued
-	// task always has a worker that will run it. queued mirrors its length
-	// for lock-free checks; wake (buffered, one token) wakes an idle worker
-	// after a task was queued, and a worker that takes a task and leaves
-	// more behind passes the token on.
-	queue  []Runner
-	head   int
+	// The queue holds accepted tasks when every worker is busy: a lane (a
+	// FIFO) per source that has tasks waiting, found by source in lanes,
+	// and the ring of those lanes in round-robin order (ring[rhead] is the
+	// next to give a task). Lanes and their arrays grow on demand (a
+	// channel of queueSize would cost 16 B × queueSize for every pool, and
+	// every Client has one) and are dropped when empty. The queue is changed
+	// only under mu, and tasks are queued only while state counts a
+	// worker: a worker takes mu and finds the queue empty before it gives
+	// its slot back, so a queued task always has a worker that will run it.
+	// queued counts the tasks queued, for lock-free checks; wake (buffered,
+	// one token) wakes an idle worker after a task was queued, and a worker
+	// that takes a task and leaves more behind passes the token on.
+	lanes  map[any]*lane
+	ring   []*lane
+	rhead  int
+	spare  []*lane // emptied lanes kept for reuse (at most maxSpareLanes)
 	qcap   int
 	queued atomic.Int64
 	wake   chan struct{}
@@ -89,11 +102,31 @@ func NewPool(maxWorkers, queueSize int) (*Pool, error) {
 	}, nil
 }
 
-// TrySubmit runs r on a worker, now or soon after the tasks queued before
-// it (a task handed to a worker that is just going idle may overtake one
-// queued task). It never blocks; it reports false when the pool is full or
-// closed, or r is nil. r must not panic: callers wrap user code (the actor
-// does).
+// lane is the queue of one source's waiting tasks.
+type lane struct {
+	src   any
+	tasks []Runner
+	head  int
+}
+
+// maxSpareLanes bounds the emptied lanes a pool keeps for reuse, and
+// maxSpareTasks the array each keeps: at most 16 KiB kept after a burst.
+const (
+	maxSpareLanes = 16
+	maxSpareTasks = 64
+)
+
+// TrySubmit is [Pool.TrySubmitFrom] with the nil source: tasks submitted
+// this way share one queue.
+func (p *Pool) TrySubmit(r Runner) bool { return p.TrySubmitFrom(nil, r) }
+
+// TrySubmitFrom runs r on a worker, now or once the tasks queued before it
+// by the same source have started and the other sources with tasks waiting
+// have had their turn (see [Pool]). A task handed to a worker that is just
+// going idle may overtake one queued task. source is any comparable value
+// (a pointer, typically) naming who submits: the actor uses itself. It
+// never blocks; it reports false when the pool is full or closed, or r is
+// nil. r must not panic: callers wrap user code (the actor does).
 //
 // A submit takes no lock unless every worker is busy: it hands r to an idle
 // worker if one waits, else starts a worker while there are fewer than
@@ -101,7 +134,7 @@ func NewPool(maxWorkers, queueSize int) (*Pool, error) {
 // tasks is not yet waiting, so with maxWorkers workers all started and no
 // queue room (queueSize 0) a submit in that moment is refused although a
 // worker is about to be free: give the queue some room.
-func (p *Pool) TrySubmit(r Runner) bool {
+func (p *Pool) TrySubmitFrom(source any, r Runner) bool {
 	s := p.state.Load()
 	if s&closedBit != 0 || r == nil {
 		return false
@@ -121,7 +154,7 @@ func (p *Pool) TrySubmit(r Runner) bool {
 	if s&closedBit != 0 || p.queued.Load() >= int64(p.qcap) {
 		return false // closed, or full: every worker busy and no room
 	}
-	return p.enqueue(r)
+	return p.enqueue(source, r)
 }
 
 // start runs a worker for a slot the caller has taken in state. wg.Add
@@ -132,9 +165,9 @@ func (p *Pool) start(r Runner) {
 	go p.work(r)
 }
 
-// enqueue queues r, or starts a worker for it if one has exited since
-// TrySubmit looked.
-func (p *Pool) enqueue(r Runner) bool {
+// enqueue queues r in its source's lane, or starts a worker for it if one
+// has exited since TrySubmitFrom looked.
+func (p *Pool) enqueue(source any, r Runner) bool {
 	p.mu.Lock()
 	// Under mu no worker gives its slot back, so if state counts one now
 	// that worker will find r in the queue before it exits.
@@ -154,11 +187,15 @@ func (p *Pool) enqueue(r Runner) bool {
 		}
 		break
 	}
-	if len(p.queue)-p.head >= p.qcap {
+	if p.queued.Load() >= int64(p.qcap) {
 		p.mu.Unlock()
 		return false
 	}
-	p.queue = append(p.queue, r)
+	l := p.lane(source)
+	if l == nil {
+		l = p.newLane(source)
+	}
+	l.tasks = append(l.tasks, r)
 	p.queued.Add(1)
 	p.mu.Unlock()
 	select {
@@ -168,24 +205,99 @@ func (p *Pool) enqueue(r Runner) bool {
 	return true
 }
 
-// pop takes the oldest queued task, or returns nil. Called under mu.
+// scanLanes is how many lanes the ring may hold before lanes (a map) is
+// made to find them: a few are found by a scan, and a map made and dropped
+// with every short burst would cost more than it saves.
+const scanLanes = 8
+
+// lane returns the lane of source, or nil. Called under mu.
+func (p *Pool) lane(source any) *lane {
+	if p.lanes != nil {
+		return p.lanes[source]
+	}
+	for _, l := range p.ring[p.rhead:] {
+		if l.src == source {
+			return l
+		}
+	}
+	return nil
+}
+
+// newLane makes (or reuses) the lane of source and puts it at the end of
+// the ring. Called under mu.
+func (p *Pool) newLane(source any) *lane {
+	var l *lane
+	if n := len(p.spare); n > 0 {
+		l = p.spare[n-1]
+		p.spare[n-1] = nil
+		p.spare = p.spare[:n-1]
+	} else {
+		l = new(lane)
+	}
+	l.src = source
+	p.ring = append(p.ring, l)
+	switch {
+	case p.lanes != nil:
+		p.lanes[source] = l
+	case len(p.ring)-p.rhead > scanLanes:
+		p.lanes = make(map[any]*lane, 2*scanLanes)
+		for _, l := range p.ring[p.rhead:] {
+			p.lanes[l.src] = l
+		}
+	}
+	return l
+}
+
+// pop takes the oldest queued task of the lane whose turn it is, or returns
+// nil; that lane goes to the end of the ring if it has more. Called under
+// mu.
 func (p *Pool) pop() Runner {
-	if p.head == len(p.queue) {
+	if p.rhead == len(p.ring) {
 		return nil
 	}
-	r := p.queue[p.head]
-	p.queue[p.head] = nil
-	p.head++
+	l := p.ring[p.rhead]
+	r := l.tasks[l.head]
+	l.tasks[l.head] = nil
+	l.head++
 	p.queued.Add(-1)
-	if p.head == len(p.queue) {
-		p.queue, p.head = p.queue[:0], 0
-		if cap(p.queue) > 1024 {
-			p.queue = nil // a burst is over: do not keep its array
+	if l.head < len(l.tasks) {
+		if l.head > 64 && l.head*2 > len(l.tasks) {
+			n := copy(l.tasks, l.tasks[l.head:])
+			clear(l.tasks[n:])
+			l.tasks, l.head = l.tasks[:n], 0
 		}
-	} else if p.head > 64 && p.head*2 > len(p.queue) {
-		n := copy(p.queue, p.queue[p.head:])
-		clear(p.queue[n:])
-		p.queue, p.head = p.queue[:n], 0
+		if p.rhead+1 == len(p.ring) {
+			return r // the only lane: it keeps its turn
+		}
+		// Its next task waits for the other lanes' turn.
+		p.ring[p.rhead] = nil
+		p.rhead++
+		p.ring = append(p.ring, l)
+	} else {
+		p.ring[p.rhead] = nil
+		p.rhead++
+		if p.lanes != nil {
+			delete(p.lanes, l.src)
+		}
+		l.src, l.head = nil, 0
+		l.tasks = l.tasks[:0]
+		if cap(l.tasks) > maxSpareTasks {
+			l.tasks = nil // a burst is over: do not keep its array
+		}
+		if len(p.spare) < maxSpareLanes {
+			p.spare = append(p.spare, l)
+		}
+	}
+	if p.rhead == len(p.ring) {
+		p.ring, p.rhead = p.ring[:0], 0
+		if cap(p.ring) > 1024 {
+			p.ring = nil
+		}
+		p.lanes = nil // Go maps never shrink: drop it with the burst
+	} else if p.rhead > 64 && p.rhead*2 > len(p.ring) {
+		n := copy(p.ring, p.ring[p.rhead:])
+		clear(p.ring[n:])
+		p.ring, p.rhead = p.ring[:n], 0
 	}
 	return r
 }
@@ -195,7 +307,7 @@ func (p *Pool) pop() Runner {
 func (p *Pool) take() Runner {
 	p.mu.Lock()
 	r := p.pop()
-	more := p.head < len(p.queue)
+	more := p.rhead < len(p.ring)
 	p.mu.Unlock()
 	if more {
 		select {

@@ -4,6 +4,7 @@ package actor_test
 // binary.
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -268,6 +269,7 @@ func TestPoolQueueWhileLastWorkerExits(t *testing.T) {
 type stressTask struct {
 	g    *gauge
 	d    time.Duration
+	src  any // the source it is submitted from
 	runs atomic.Int32
 }
 
@@ -285,10 +287,16 @@ func (s *stressTask) Run() {
 // wake up at the very instant the idle workers' timers fire (the race
 // between a submitter queueing and the last worker exiting). After each
 // round every accepted task has run exactly once (none is stranded in the
-// queue), no refused task has run, and the bound holds.
+// queue), no refused task has run, and the bound holds. Tasks come from 12
+// sources and the nil one (TrySubmit), so that lanes are made, emptied,
+// reused and found both by a scan and through the map.
 func TestPoolStress(t *testing.T) {
 	const submitters, rounds = 8, 300
-	for _, c := range []struct{ workers, queue int }{{1, 0}, {1, 4}, {3, 2}, {4, 32}} {
+	srcs := []any{nil}
+	for range 12 {
+		srcs = append(srcs, new(int))
+	}
+	for _, c := range []struct{ workers, queue int }{{1, 0}, {1, 4}, {3, 2}, {4, 32}, {2, 64}} {
 		synctest.Test(t, func(t *testing.T) {
 			p, err := actor.NewPool(c.workers, c.queue)
 			if err != nil {
@@ -307,7 +315,7 @@ func TestPoolStress(t *testing.T) {
 				oks := make([][]bool, submitters)
 				for i := range submitters {
 					for range 1 + rng.IntN(3) {
-						tasks[i] = append(tasks[i], &stressTask{g: &g, d: time.Duration(rng.IntN(3)/2) * time.Millisecond})
+						tasks[i] = append(tasks[i], &stressTask{g: &g, d: time.Duration(rng.IntN(3)/2) * time.Millisecond, src: srcs[rng.IntN(len(srcs))]})
 					}
 					oks[i] = make([]bool, len(tasks[i]))
 				}
@@ -315,7 +323,7 @@ func TestPoolStress(t *testing.T) {
 				for i := range submitters {
 					wg.Go(func() {
 						for j, s := range tasks[i] {
-							oks[i][j] = p.TrySubmit(s)
+							oks[i][j] = p.TrySubmitFrom(s.src, s)
 						}
 					})
 				}
@@ -476,3 +484,68 @@ func BenchmarkPoolSaturated16(b *testing.B) { benchSaturated(b, 16) }
 func BenchmarkPoolRoundTrip(b *testing.B)   { benchRoundTrip(b, 1) }
 func BenchmarkPoolRoundTrip16(b *testing.B) { benchRoundTrip(b, 16) }
 func BenchmarkPoolBurst16(b *testing.B)     { benchBurst(b, 16) }
+
+// seqTask records its name when it runs, then waits for release.
+type seqTask struct {
+	name    string
+	started chan<- string
+	release <-chan struct{}
+}
+
+func (s *seqTask) Run() {
+	s.started <- s.name
+	<-s.release
+}
+
+// Waiting tasks are taken in turn from each source (round-robin), each
+// source's in the order they came: one source's flood delays another's
+// single task by one task, not by the flood. With more sources than a scan
+// covers, the pool finds their queues through a map: same order.
+func TestPoolFairBetweenSources(t *testing.T) {
+	for _, c := range []struct{ sources, each int }{{2, 50}, {20, 5}} {
+		t.Run(fmt.Sprintf("%d sources", c.sources), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p, err := actor.NewPool(1, c.sources*c.each)
+				if err != nil {
+					t.Fatal(err)
+				}
+				started := make(chan string)
+				release := make(chan struct{})
+				srcs := make([]*int, c.sources) // distinct pointers
+				for i := range srcs {
+					srcs[i] = new(int)
+				}
+				// Source 0 floods first; the others come after it.
+				for s := range c.sources {
+					for k := range c.each {
+						task := &seqTask{name: fmt.Sprintf("s%d.%d", s, k), started: started, release: release}
+						if !p.TrySubmitFrom(srcs[s], task) {
+							t.Fatalf("task %s refused", task.name)
+						}
+					}
+				}
+				var got []string
+				for range c.sources * c.each {
+					got = append(got, <-started)
+					release <- struct{}{}
+				}
+				p.Close()
+				// s0.0 ran at once; then one task of each source in turn.
+				want := []string{"s0.0"}
+				next := make([]int, c.sources)
+				next[0] = 1
+				for len(want) < c.sources*c.each {
+					for s := range c.sources {
+						if next[s] < c.each {
+							want = append(want, fmt.Sprintf("s%d.%d", s, next[s]))
+							next[s]++
+						}
+					}
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("order\n got %v\nwant %v", got, want)
+				}
+			})
+		})
+	}
+}

@@ -6,6 +6,7 @@
 //	go run ./bench                       # throughput, latency and CPU: all three, interleaved rounds
 //	go run ./bench -mem 10000            # idle memory per connection, server side
 //	go run ./bench -pending 1000000      # 1,000,000 pending requests expiring in one process
+//	go run ./bench -fairness 1024        # one connection's request while another floods the handler pool
 //
 // Servers always run in child processes (this binary with -role server), one
 // per implementation, so that server CPU time and memory are measured alone

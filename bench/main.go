@@ -43,6 +43,11 @@ type flags struct {
 	pendingTimeout time.Duration
 	pendingShared  bool
 	pendingWriteTO time.Duration
+
+	fairness    int
+	fairHandler time.Duration
+	fairWorkers int
+	fairRounds  int
 }
 
 func main() {
@@ -62,6 +67,8 @@ func main() {
 			err = memMode(f)
 		case f.pending > 0:
 			err = pendingMode(f)
+		case f.fairness > 0:
+			err = fairnessMode(f)
 		default:
 			err = throughputMode(f)
 		}
@@ -86,6 +93,7 @@ var flagGroups = []struct {
 	{"Throughput, latency and CPU (the default mode):", []string{"impls", "scenarios", "payloads", "rounds", "warmup", "duration", "many", "inflight", "md", "out", "profile", "contention"}},
 	{"Idle memory per connection (-mem N):", []string{"mem", "mem-impls", "mem-per-server", "mem-rounds", "mem-profile"}},
 	{"Pending requests expiring (-pending N):", []string{"pending", "pending-timeout", "pending-shared-deadline", "pending-write-timeout"}},
+	{"Fairness between connections (-fairness N):", []string{"fairness", "fair-handler", "fair-workers", "fair-rounds"}},
 	{"Child processes (the driver starts these itself with -role server or -role hold):", []string{"role", "impl", "listen", "url", "conns", "cpuprofile", "memprofilerate"}},
 }
 
@@ -123,6 +131,11 @@ func newFlagSet(f *flags) *flag.FlagSet {
 	fs.DurationVar(&f.pendingTimeout, "pending-timeout", 20*time.Second, "-pending: the request timeout")
 	fs.BoolVar(&f.pendingShared, "pending-shared-deadline", false, "-pending: give every request the same ctx with one deadline (instead of the request timeout), so that all expire at once")
 	fs.DurationVar(&f.pendingWriteTO, "pending-write-timeout", 0, "-pending: the client's WithWriteTimeout (0: the library's default)")
+
+	fs.IntVar(&f.fairness, "fairness", 0, "measure fairness between connections: connection A floods this many requests at once, then B's single request is timed")
+	fs.DurationVar(&f.fairHandler, "fair-handler", 200*time.Millisecond, "-fairness: each request handler's run time")
+	fs.IntVar(&f.fairWorkers, "fair-workers", 0, "-fairness: the server's handler pool workers (0: the default, max(256, 64×GOMAXPROCS))")
+	fs.IntVar(&f.fairRounds, "fair-rounds", 5, "-fairness: rounds")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }
@@ -136,6 +149,7 @@ usage (figures and commands: BENCHMARKS.md):
   go run ./bench [flags]                   throughput, latency and CPU
   go run ./bench -mem 10000 [flags]        idle memory per connection
   go run ./bench -pending 1000000 [flags]  pending requests expiring
+  go run ./bench -fairness 1024 [flags]    one connection's wait while another floods
 `)
 	for _, g := range flagGroups {
 		fmt.Fprintf(w, "\n%s\n", g.title)

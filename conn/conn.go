@@ -103,6 +103,18 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// SocketClosedHandler is what a [Handler] implements to hear at once that
+// this side closed the socket (a heartbeat failure, a failed or stalled
+// write, the end of a close). OnSocketClosed runs once per Conn, on the
+// goroutine that closed the socket: it must be quick and must not block or
+// call into the Conn. A read goroutine waiting
+// in OnEnvelope (backpressure) cannot see the close while it waits; this is
+// how it learns to stop waiting. OnClose still follows once the read loop
+// has ended.
+type SocketClosedHandler interface {
+	OnSocketClosed(c *Conn)
+}
+
 // Role says which end of the connection a Conn is.
 type Role uint8
 

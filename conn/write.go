@@ -601,8 +601,14 @@ func (n *netConn) writeLocked(b []byte) (int, error) {
 
 // Close closes the socket; it may be called more than once.
 func (n *netConn) Close() error {
-	n.state.Or(stClosed)
-	return n.Conn.Close()
+	first := n.state.Or(stClosed)&stClosed == 0
+	err := n.Conn.Close()
+	if first && n.owner != nil {
+		if h, ok := n.owner.h.(SocketClosedHandler); ok {
+			h.OnSocketClosed(n.owner)
+		}
+	}
+	return err
 }
 
 // closeWrite half-closes the socket after our close frame and gives the peer
