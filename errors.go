@@ -149,10 +149,13 @@ type PanicError = actor.PanicError
 // [Stats.BadInput]. Except where noted the connection keeps serving.
 var (
 	ErrMalformed    = lower("wsactor: malformed JSON", envelope.ErrMalformed)                           // not valid JSON
+	ErrEmpty        = lower("wsactor: empty frame", envelope.ErrEmpty)                                  // a text frame that is empty or only whitespace
 	ErrInvalidUTF8  = lower("wsactor: invalid UTF-8", envelope.ErrInvalidUTF8)                          // a text frame with invalid UTF-8
 	ErrNull         = lower("wsactor: top-level null", envelope.ErrNull)                                // a top-level null
 	ErrMissingID    = lower("wsactor: envelope without a truthy id", envelope.ErrMissingID)             // an envelope with no usable id
 	ErrBadID        = lower("wsactor: bad id", envelope.ErrBadID)                                       // an id that is neither a string nor a number
+	ErrBadField     = lower("wsactor: bad extension field", envelope.ErrBadField)                       // "error" or "timeout" of the wrong type
+	ErrTooDeep      = lower("wsactor: nesting deeper than 512", envelope.ErrTooDeep)                    // also matches ErrMalformed; a request with a readable id gets a bad_request error reply
 	ErrBinaryFrame  = lower("wsactor: binary frame", conn.ErrBinaryFrame)                               // the wire is JSON text only
 	ErrLateReply    = lower("wsactor: late or duplicate reply", actor.ErrLateReply)                     // a reply to a request that already ended (late or duplicate)
 	ErrUnknownReply = lower("wsactor: reply to an unknown request id", actor.ErrUnknownReply)           // a reply to an id this side never issued

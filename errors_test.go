@@ -35,6 +35,7 @@ func TestSentinelsTextAndLowerMatch(t *testing.T) {
 		{wsactor.ErrMalformed, envelope.ErrMalformed}, {wsactor.ErrInvalidUTF8, envelope.ErrInvalidUTF8},
 		{wsactor.ErrNull, envelope.ErrNull}, {wsactor.ErrMissingID, envelope.ErrMissingID},
 		{wsactor.ErrBadID, envelope.ErrBadID}, {wsactor.ErrBinaryFrame, conn.ErrBinaryFrame},
+		{wsactor.ErrEmpty, envelope.ErrEmpty}, {wsactor.ErrBadField, envelope.ErrBadField}, {wsactor.ErrTooDeep, envelope.ErrTooDeep},
 		{wsactor.ErrLateReply, actor.ErrLateReply}, {wsactor.ErrUnknownReply, actor.ErrUnknownReply},
 		{wsactor.ErrDuplicateID, actor.ErrDuplicateRequest}, {wsactor.ErrHandlerPanic, actor.ErrHandlerPanic},
 		{wsactor.ErrHandlerPanic, conn.ErrHandlerPanic}, {wsactor.ErrReplyNotSent, actor.ErrReplyNotSent},

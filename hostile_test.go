@@ -14,9 +14,10 @@ package wsactor_test
 // Environment:
 //
 //   - WSACTOR_HOSTILE_RTT: the control connection's round-trip budget
-//     (default 100ms). It is a measurement that can fail: on a slow or
-//     shared CI machine under -race, raise it (e.g. 250ms) rather than
-//     ignore it.
+//     (default 100ms). It is a measurement that can fail. Under the race
+//     detector, which slows everything 2–20× and shares the CPU with the
+//     other packages' tests, the budget is 3× (the latency promise itself is
+//     checked by ./test.sh's separate run of this test without -race, alone).
 
 import (
 	"bufio"
@@ -62,13 +63,15 @@ const (
 
 // hostileRTT is the control connection's round-trip budget.
 func hostileRTT(t *testing.T) time.Duration {
-	s := os.Getenv("WSACTOR_HOSTILE_RTT")
-	if s == "" {
-		return 100 * time.Millisecond
+	d := 100 * time.Millisecond
+	if s := os.Getenv("WSACTOR_HOSTILE_RTT"); s != "" {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d <= 0 {
+			t.Fatalf("WSACTOR_HOSTILE_RTT=%q: want a positive duration such as 250ms", s)
+		}
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		t.Fatalf("WSACTOR_HOSTILE_RTT=%q: want a positive duration such as 250ms", s)
+	if raceDetector {
+		d *= 3
 	}
 	return d
 }
@@ -862,7 +865,7 @@ func hostileRows() []hostileRow {
 	return []hostileRow{
 		{name: "malformed JSON", attack: badFrames(opText, wsactor.ErrMalformed,
 			`{not json`, `[1,2`, `{"a":}`, `{} {}`, `"unterminated`, `tru`, `{"plugin":"primus-responder","requestId":"x",}`, `01`, `"\x"`)},
-		{name: "empty frame", attack: badFrames(opText, envelope.ErrEmpty, ``, ` `, "\r\n\t")},
+		{name: "empty frame", attack: badFrames(opText, wsactor.ErrEmpty, ``, ` `, "\r\n\t")},
 		{name: "top-level null", attack: badFrames(opText, wsactor.ErrNull, `null`, ` null`, "null\n")},
 		{name: "binary frames", attack: badFrames(opBinary, wsactor.ErrBinaryFrame,
 			"\x01\x02\xff", ``, req(`"in-binary"`, add12), `"primus::id::"`)},
@@ -1010,7 +1013,7 @@ func attackUnknownReplies(e *hostileEnv) verdict {
 		{reply(`"not-a-uuid"`, `1`), wsactor.ErrUnknownReply},
 		{reply(`12`, `{"x":1}`), wsactor.ErrUnknownReply},
 		{`{"plugin":"primus-responder","responseId":"6e8bc430-9c3a-41d9-9669-0800200c9a66","error":{"code":"x","message":"y"}}`, wsactor.ErrLateReply},
-		{`{"plugin":"primus-responder","responseId":"x","error":7}`, envelope.ErrBadField},
+		{`{"plugin":"primus-responder","responseId":"x","error":7}`, wsactor.ErrBadField},
 		{cancelOf(`"nothing-in-progress"`), nil},
 		{cancelOf(`99`), nil},
 	}
@@ -1020,7 +1023,7 @@ func attackUnknownReplies(e *hostileEnv) verdict {
 			p.text(e.t, f.f)
 		}
 	}
-	for _, target := range []error{wsactor.ErrLateReply, wsactor.ErrUnknownReply, envelope.ErrBadField} {
+	for _, target := range []error{wsactor.ErrLateReply, wsactor.ErrUnknownReply, wsactor.ErrBadField} {
 		n := 0
 		for _, f := range frames {
 			if f.want == target {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Node packages, Debian chromium when missing)
-# and runs every test: Go (race detector on), a short fuzz of the envelope
-# decoder, and the JavaScript client's tests against real Primus and Chromium.
+# and runs every test: Go (race detector on), the hostile-input table again
+# without it (latency budgets), short fuzzes of the envelope decoder and the
+# actor, and the JavaScript client's tests against real Primus and Chromium.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,6 +14,9 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+echo "== hostile inputs without the race detector, alone: the control connection's 100 ms budget"
+go test -count=1 -run '^TestHostile$' .
 
 echo "== fuzz the envelope decoder (short)"
 # A count, not a duration: with a duration, Go 1.26's fuzz coordinator can

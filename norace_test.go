@@ -1,0 +1,5 @@
+//go:build !race
+
+package wsactor_test
+
+const raceDetector = false
