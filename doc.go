@@ -17,6 +17,17 @@
 // connections; too many restarts within a window close that connection with
 // 1011.
 //
+// # Rooms and keys
+//
+// A server's connection joins and leaves named rooms ([Conn.Join],
+// [Conn.Leave]) and may be bound to keys such as a user id ([Conn.Bind]); it
+// leaves them all when it closes. [Server.Broadcast] encodes a message once
+// and queues it to every member (a slow member is skipped and counted, never
+// waited for); [Server.RequestRoom] asks every member and reports exactly
+// one outcome per member; [Server.RequestKey] and [Server.SendKey] reach a
+// connection by key; [Server.WatchPresence] observes joins and leaves. The
+// cluster package carries the same operations across nodes over NATS.
+//
 // # Wire
 //
 // Every message is one JSON text frame. A request is

@@ -52,7 +52,9 @@ func NewServer(opts ...Option) (*Server, error) {
 	if s.sh, err = newShared(o, &s.stats); err != nil {
 		return nil, err
 	}
+	s.sh.rooms = newRegistry() // rooms.go
 	s.sh.gone = func(c *Conn) {
+		s.sh.rooms.drop(c) // rooms.go: leave every room, release every key
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
