@@ -182,6 +182,21 @@ func (s *Server) RequestRoom(ctx context.Context, room string, v any, except *Co
 	return askAll(ctx, members, data, each), nil
 }
 
+// RequestEach is [Server.RequestRoom] for a list of connections of this
+// server chosen by the caller (the members of several rooms, say, or a
+// snapshot taken earlier with [Server.Members]): each gets v as a request
+// and exactly one outcome, reported to each (if not nil) on the calling
+// goroutine and counted in the summary. A connection listed twice is asked
+// twice. A connection that closed meanwhile gets its closing error as its
+// outcome. The error is non-nil only when v could not be encoded.
+func (s *Server) RequestEach(ctx context.Context, conns []*Conn, v any, each func(MemberReply)) (RoomSummary, error) {
+	data, err := encodeData(v)
+	if err != nil {
+		return RoomSummary{}, err
+	}
+	return askAll(ctx, conns, data, each), nil
+}
+
 // askAll sends data as a request to each connection and collects one
 // outcome per connection. The outcomes channel is buffered for all of
 // them, so an actor's callback never blocks.

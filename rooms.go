@@ -270,6 +270,19 @@ func (s *Server) Rooms() []string {
 	return out
 }
 
+// Keys returns the keys held by at least one connection, in no particular
+// order.
+func (s *Server) Keys() []string {
+	r := s.sh.rooms
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.keys))
+	for k := range r.keys {
+		out = append(out, k)
+	}
+	return out
+}
+
 // Holders returns the connections holding key, the most recent Bind first.
 func (s *Server) Holders(key string) []*Conn {
 	r := s.sh.rooms
