@@ -60,7 +60,7 @@ func natsPort(ns *server.Server) int { return ns.Addr().(*net.TCPAddr).Port }
 
 // node is a wsactor server joined to the cluster, with its clients.
 type node struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	srv    *wsactor.Server
 	n      *cluster.Node
@@ -69,7 +69,7 @@ type node struct {
 	events chan cluster.Event
 }
 
-func startNode(t *testing.T, name, natsURL string) *node {
+func startNode(t testing.TB, name, natsURL string) *node {
 	t.Helper()
 	nd := &node{t: t, name: name, conns: make(chan *wsactor.Conn, 64), events: make(chan cluster.Event, 256)}
 	srv, err := wsactor.NewServer(wsactor.WithConnectHook(func(c *wsactor.Conn) { nd.conns <- c }))
@@ -114,7 +114,7 @@ func (nd *node) waitEvent(kind cluster.EventKind, peer string) {
 }
 
 // cluster3 starts NATS and three nodes that know each other.
-func clusterOf(t *testing.T, names ...string) (*server.Server, []*node) {
+func clusterOf(t testing.TB, names ...string) (*server.Server, []*node) {
 	ns := startNATS(t, -1)
 	var nodes []*node
 	for _, name := range names {
@@ -142,7 +142,7 @@ func (nd *node) waitPeer(id string) {
 	}
 }
 
-func flushAll(t *testing.T, nodes ...*node) {
+func flushAll(t testing.TB, nodes ...*node) {
 	t.Helper()
 	for _, nd := range nodes {
 		if err := nd.n.Flush(ctxWait(t)); err != nil {
@@ -158,7 +158,7 @@ type client struct {
 	got chan string
 }
 
-func (nd *node) dial(t *testing.T, h wsactor.RequestHandler) *client {
+func (nd *node) dial(t testing.TB, h wsactor.RequestHandler) *client {
 	t.Helper()
 	c := &client{got: make(chan string, 256)}
 	opts := []wsactor.Option{
@@ -198,7 +198,7 @@ func named(name string, asked chan<- string) wsactor.RequestHandler {
 	}
 }
 
-func str(t *testing.T, r wsactor.Response) string {
+func str(t testing.TB, r wsactor.Response) string {
 	t.Helper()
 	var s string
 	if err := r.Decode(&s); err != nil {
