@@ -95,9 +95,9 @@ func WithSubjectPrefix(p string) Option { return func(o *options) { o.prefix = p
 func WithNodeID(id string) Option { return func(o *options) { o.id = id } }
 
 // WithNATSOptions adds options to the NATS connection (credentials, TLS,
-// reconnect policy). The node sets its own disconnect, reconnect and closed
-// handlers and calls those given here after its own; by default it
-// reconnects forever.
+// reconnect policy). The node sets its own disconnect and reconnect
+// handlers and calls those given here after its own. By default it
+// reconnects forever and does not receive its own messages (NoEcho).
 func WithNATSOptions(opts ...nats.Option) Option {
 	return func(o *options) { o.natsOpts = append(o.natsOpts, opts...) }
 }
@@ -144,7 +144,7 @@ func Join(srv *wsactor.Server, url string, opts ...Option) (*Node, error) {
 		peers: make(map[string]struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	nopts := append([]nats.Option{nats.MaxReconnects(-1), nats.Name("wsactor node " + o.id)}, o.natsOpts...)
+	nopts := append([]nats.Option{nats.MaxReconnects(-1), nats.NoEcho(), nats.Name("wsactor node " + o.id)}, o.natsOpts...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		n.cancel()

@@ -418,6 +418,9 @@ func TestNATSRestartMidTraffic(t *testing.T) {
 		if err := c.sc.Bind("user:" + nd.name); err != nil {
 			t.Fatal(err)
 		}
+		if err := c.sc.Join("room"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	flushAll(t, nodes...)
 
@@ -466,6 +469,17 @@ func TestNATSRestartMidTraffic(t *testing.T) {
 	}
 	if _, err := a.n.RequestKey(ctxWait(t), "user:b", "x"); !errors.Is(err, cluster.ErrNATSDown) {
 		t.Fatalf("cross-node request without NATS: %v, want ErrNATSDown", err)
+	}
+	// A room ask asks the local member and does not wait for the others
+	// (no deadline: the default request timeout, 30s, is longer than the
+	// test waits).
+	sums := make(chan cluster.Summary, 1)
+	go func() {
+		sum, _ := a.n.RequestRoom(context.Background(), "room", "x", nil, nil)
+		sums <- sum
+	}()
+	if sum := recv(t, sums, "room ask without NATS"); sum.Asked != 1 || sum.Replied != 1 || sum.Nodes != 1 || sum.NodesMissed != 1 {
+		t.Fatalf("room ask without NATS: %+v", sum)
 	}
 
 	// The traffic sees NATS down (its request in flight as NATS went ends

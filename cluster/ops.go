@@ -177,8 +177,9 @@ type Summary struct {
 // outcomes, and "done"; a node that has gone (NATS: no responders, on the
 // ask or on a probe every [WithProbeInterval]) ends its unfinished members
 // with [ErrNodeGone]. Members on a node not known yet (one that joined
-// within the last moment) are not asked. The error is non-nil only when v
-// could not be encoded.
+// within the last moment) are not asked; while NATS is down only this
+// node's members are (the others count in [Summary.NodesMissed]). The error
+// is non-nil only when v could not be encoded.
 func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsactor.Conn, each func(MemberReply)) (Summary, error) {
 	data, err := encode(v)
 	if err != nil {
@@ -210,7 +211,13 @@ func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsac
 	}()
 
 	a := n.startAsk(ctx, room, data, quit)
+	if a.sub != nil {
+		defer func() { _ = a.sub.Unsubscribe() }()
+	}
 	sum.Nodes = len(a.nodes)
+	if a.sub == nil && a.left > 0 { // NATS is down: the other nodes are out of reach
+		sum.NodesMissed, a.left = a.left, 0
+	}
 	var probe <-chan time.Time
 	if a.left > 0 {
 		t := time.NewTicker(n.o.probe)
@@ -236,9 +243,6 @@ func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsac
 			}
 			done, probe = nil, nil
 		}
-	}
-	if a.sub != nil {
-		_ = a.sub.Unsubscribe()
 	}
 	return sum, nil
 }
@@ -273,7 +277,7 @@ func (n *Node) startAsk(ctx context.Context, room string, data []byte, quit chan
 	}
 	a.left = len(a.nodes)
 	if !n.nc.IsConnected() {
-		return a // missed at the deadline, or found gone by a probe
+		return a // no subscription: the caller counts them missed
 	}
 	a.inbox = n.nc.NewInbox()
 	sub, err := n.nc.Subscribe(a.inbox+".*", func(m *nats.Msg) {
