@@ -499,3 +499,72 @@ func TestNATSRestartMidTraffic(t *testing.T) {
 	tl := recv(t, results, "traffic")
 	t.Logf("traffic: %+v", tl)
 }
+
+// A message by key reaches every holder on every node, once; a node
+// unsubscribes from a room when its last member leaves, and a broadcast
+// then reaches only the nodes with members.
+func TestCrossNodeSendKeyAndSubscriptions(t *testing.T) {
+	_, nodes := clusterOf(t, "a", "b", "c")
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	tabA, tabB1, tabB2 := a.dial(t, nil), b.dial(t, nil), b.dial(t, nil)
+	onC := c.dial(t, nil)
+	for _, cl := range []*client{tabA, tabB1, tabB2} {
+		if err := cl.sc.Bind("user:7"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushAll(t, nodes...)
+	res, err := c.n.SendKey("user:7", "ping")
+	if err != nil || res != (wsactor.BroadcastResult{}) { // c has no holder: all remote
+		t.Fatalf("SendKey from c: %+v %v", res, err)
+	}
+	if res, err := a.n.SendKey("user:7", "pong"); err != nil || res.Sent != 1 {
+		t.Fatalf("SendKey from a: %+v %v", res, err)
+	}
+	for _, cl := range []*client{tabA, tabB1, tabB2} {
+		// Two senders: no order between them.
+		got := map[string]int{}
+		for range 2 {
+			got[recv(t, cl.got, "ping and pong")]++
+		}
+		if got[`"ping"`] != 1 || got[`"pong"`] != 1 {
+			t.Fatalf("got %v", got)
+		}
+	}
+
+	// Room membership comes and goes: a broadcast from c after b's only
+	// member left reaches a's member and not b's former one.
+	if err := tabA.sc.Join("r"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tabB1.sc.Join("r"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, nodes...)
+	if _, err := c.n.Broadcast("r", "one", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []*client{tabA, tabB1} {
+		if got := recv(t, cl.got, "one"); got != `"one"` {
+			t.Fatal(got)
+		}
+	}
+	tabB1.sc.Leave("r")
+	flushAll(t, nodes...)
+	if _, err := c.n.Broadcast("r", "two", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, tabA.got, "two"); got != `"two"` {
+		t.Fatal(got)
+	}
+	// b's former member: a message by key sent after the broadcast arrives
+	// first if the broadcast did not reach it (one NATS connection to b
+	// keeps order).
+	if _, err := c.n.SendKey("user:7", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, tabB1.got, "after"); got != `"after"` {
+		t.Fatalf("b's former member got %s", got)
+	}
+	_ = onC
+}
