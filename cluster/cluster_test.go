@@ -568,3 +568,43 @@ func TestCrossNodeSendKeyAndSubscriptions(t *testing.T) {
 	}
 	_ = onC
 }
+
+// A member on another node whose connection ends mid-ask (closed by its
+// server: ErrClosed, in Lost) has exactly one outcome, and the other
+// members still answer.
+func TestCrossNodeMemberDropsMidAsk(t *testing.T) {
+	_, nodes := clusterOf(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	asked := make(chan string, 4)
+	dropper := b.dial(t, named("b0", asked))
+	quick := func(context.Context, *wsactor.Conn, wsactor.Request) (any, error) { return "here", nil }
+	stayer := b.dial(t, quick)
+	local := a.dial(t, quick)
+	for _, cl := range []*client{dropper, stayer, local} {
+		if err := cl.sc.Join("room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushAll(t, nodes...)
+	go func() {
+		<-asked
+		_ = dropper.sc.Close() // b closes the member's connection mid-ask
+	}()
+	seen := map[string]error{}
+	// "slow" makes b0 wait until it is dropped; the others answer at once.
+	sum, err := a.n.RequestRoom(ctxWait(t), "room", "slow", nil, func(r cluster.MemberReply) {
+		if _, dup := seen[r.ConnID]; dup {
+			t.Errorf("two outcomes for %s", r.ConnID)
+		}
+		seen[r.ConnID] = r.Err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := seen[dropper.sc.ID()]; !errors.Is(e, wsactor.ErrClosed) {
+		t.Fatalf("dropped member: %v", e)
+	}
+	if sum.Asked != 3 || sum.Lost != 1 || sum.Replied != 2 || len(seen) != 3 {
+		t.Fatalf("summary %+v, outcomes %v", sum, seen)
+	}
+}
