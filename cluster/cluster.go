@@ -225,6 +225,10 @@ func (n *Node) Peers() []string {
 	return out
 }
 
+// NATS is the node's NATS connection, for the application's own subjects
+// (keep them out of the node's prefix). Do not close it: [Node.Close] does.
+func (n *Node) NATS() *nats.Conn { return n.nc }
+
 // Connected reports whether the node is connected to NATS now.
 func (n *Node) Connected() bool { return n.nc.IsConnected() }
 
