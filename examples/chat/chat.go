@@ -65,7 +65,7 @@ type chat struct {
 	srv *wsactor.Server
 	mux *http.ServeMux
 
-	node *cluster.Node       // nil when alone
+	node *cluster.Node        // nil when alone
 	subs []*nats.Subscription // subjectPost, subjectUsers
 
 	mu      sync.Mutex
