@@ -608,3 +608,118 @@ func TestCrossNodeMemberDropsMidAsk(t *testing.T) {
 		t.Fatalf("summary %+v, outcomes %v", sum, seen)
 	}
 }
+
+// Chaos at test scale: requests by key and room requests from every node
+// while NATS restarts and a node dies. Every call returns (nothing hangs),
+// every error is one of the documented outcomes, and every room request
+// gives each member it asked exactly one outcome, with a summary that adds
+// up.
+func TestClusterChaosExactlyOnce(t *testing.T) {
+	ns, nodes := clusterOf(t, "a", "b", "c")
+	handler := func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		var what string
+		_ = req.Decode(&what)
+		switch what {
+		case "fail":
+			return nil, &wsactor.RemoteError{Code: "refused", Message: "no"}
+		case "slow":
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+		return what, nil
+	}
+	var keys []string
+	for _, nd := range nodes {
+		for i := range 3 {
+			c := nd.dial(t, handler)
+			key := fmt.Sprintf("user:%s%d", nd.name, i)
+			if err := c.sc.Bind(key); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.sc.Join("room"); err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, key)
+		}
+	}
+	flushAll(t, nodes...)
+
+	known := func(err error) bool {
+		var re *wsactor.RemoteError
+		return err == nil || errors.As(err, &re) || errors.Is(err, wsactor.ErrTimeout) ||
+			errors.Is(err, wsactor.ErrCanceled) || errors.Is(err, wsactor.ErrConnLost) ||
+			errors.Is(err, wsactor.ErrClosed) || errors.Is(err, wsactor.ErrShutdown) ||
+			errors.Is(err, wsactor.ErrNoConn) || errors.Is(err, cluster.ErrNATSDown) ||
+			errors.Is(err, wsactor.ErrRestarted)
+	}
+	whats := []string{"hi", "fail", "slow"}
+	type counts struct{ keyCalls, roomCalls, members int }
+	results := make(chan counts, 6)
+	start := make(chan struct{})
+	for w := range 6 {
+		go func() {
+			var cn counts
+			defer func() { results <- cn }()
+			<-start
+			for i := range 60 {
+				from := nodes[(w+i)%2] // a and b: c is the one that dies
+				what := whats[(w*7+i)%3]
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+(i%3)*200)*time.Millisecond)
+				if i%4 == 0 {
+					seen := map[string]int{}
+					sum, err := from.n.RequestRoom(ctx, "room", what, nil, func(r cluster.MemberReply) {
+						seen[r.Node+"/"+r.ConnID]++
+						if !known(r.Err) {
+							t.Errorf("room outcome: unknown error %v", r.Err)
+						}
+					})
+					cancel()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					for m, n := range seen {
+						if n != 1 {
+							t.Errorf("member %s: %d outcomes", m, n)
+						}
+					}
+					s := sum.RoomSummary
+					if len(seen) != s.Asked || s.Asked != s.Replied+s.RemoteErrors+s.TimedOut+s.Canceled+s.Lost+s.NotSent {
+						t.Errorf("summary %+v with %d distinct members", sum, len(seen))
+					}
+					cn.roomCalls++
+					cn.members += s.Asked
+					continue
+				}
+				_, err := from.n.RequestKey(ctx, keys[(w*5+i)%len(keys)], what)
+				cancel()
+				if !known(err) {
+					t.Errorf("key request: unknown error %v", err)
+				}
+				cn.keyCalls++
+			}
+		}()
+	}
+	close(start)
+	// NATS goes and comes back, then c dies, while the load runs.
+	port := natsPort(ns)
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	startNATS(t, port)
+	nodes[0].waitEvent(cluster.Connected, "")
+	cluster.KillForTest(nodes[2].n)
+	var total counts
+	for range 6 {
+		c := recv(t, results, "a load goroutine to finish")
+		total.keyCalls += c.keyCalls
+		total.roomCalls += c.roomCalls
+		total.members += c.members
+	}
+	if total.keyCalls != 6*45 || total.roomCalls != 6*15 {
+		t.Fatalf("calls %+v", total)
+	}
+	t.Logf("%+v", total)
+}
