@@ -49,5 +49,9 @@
 // [WithInlineHandlers], on the actor's loop: they must not block); socket
 // writes happen on an on-demand flusher. Per server: one heartbeat
 // goroutine. Per client: one supervisor goroutine. Shutdown and Close wait
-// for all of them.
+// for all of them. Rooms and keys start no goroutine: a server keeps them
+// behind one mutex; Broadcast writes on the caller's goroutine (never
+// blocking on a socket); RequestRoom waits on the caller's goroutine for
+// outcomes posted by the members' actors; presence watchers run one at a
+// time on the goroutine of a caller that changed a membership.
 package wsactor
