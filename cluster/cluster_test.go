@@ -723,3 +723,35 @@ func TestClusterChaosExactlyOnce(t *testing.T) {
 	}
 	t.Logf("%+v", total)
 }
+
+// A node's member list for a room ask goes in parts when it is long; the
+// asker waits for the last part, and every member has one outcome.
+func TestRoomAskManifestInParts(t *testing.T) {
+	defer cluster.SetManifestPartForTest(2)()
+	_, nodes := clusterOf(t, "a", "b")
+	for i := range 5 {
+		c := nodes[1].dial(t, named(fmt.Sprintf("b%d", i), nil))
+		if err := c.sc.Join("room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushAll(t, nodes...)
+	seen := map[string]int{}
+	sum, err := nodes[0].n.RequestRoom(ctxWait(t), "room", "q", nil, func(r cluster.MemberReply) {
+		seen[r.ConnID]++
+		if r.Err != nil {
+			t.Errorf("%s: %v", r.ConnID, r.Err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Asked != 5 || sum.Replied != 5 || len(seen) != 5 || sum.NodesMissed != 0 {
+		t.Fatalf("summary %+v, outcomes %v", sum, seen)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s: %d outcomes", id, n)
+		}
+	}
+}

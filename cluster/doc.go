@@ -31,9 +31,7 @@
 //
 // Limits: a room or key name travels base64-encoded in a subject, so keep
 // names short (NATS refuses subjects past its control line limit, 4 KiB by
-// default); a node's member list for a room ask travels in one message
-// (about 40 bytes a member against NATS's 1 MiB default payload limit, so
-// some 25,000 members per node and room).
+// default).
 //
 // A node that loses NATS keeps serving its own connections (local paths need
 // no NATS), reports the change to [WithEventHook], and carries on when

@@ -320,13 +320,15 @@ func (n *Node) askMessage(a *remoteAsk, m *nats.Msg, deliver func(MemberReply), 
 		if an.manifest {
 			return
 		}
-		an.manifest = true
-		an.pending = make(map[string]struct{})
+		if an.pending == nil {
+			an.pending = make(map[string]struct{})
+		}
 		for id := range strings.SplitSeq(string(m.Data), "\n") {
 			if id != "" {
 				an.pending[id] = struct{}{}
 			}
 		}
+		an.manifest = m.Header.Get(hMore) == "" // the last part
 	case opOutcome:
 		id := m.Header.Get(hConn)
 		if _, ok := an.pending[id]; !ok {
@@ -377,6 +379,11 @@ func (n *Node) probe(a *remoteAsk) {
 	}
 }
 
+// manifestPart is how many member ids go in one manifest message: 10,000
+// ids of about 40 bytes stay well under NATS's default 1 MiB payload limit.
+// (A variable for a test.)
+var manifestPart = 10000
+
 // answerAsk is another node's room ask: the manifest at once, then each
 // member's outcome, then "done", from a goroutine of its own that ends by
 // the asker's deadline.
@@ -391,6 +398,14 @@ func (n *Node) answerAsk(m *nats.Msg) {
 		ids[i] = c.ID()
 	}
 	reply := m.Reply
+	// The member list in parts that fit NATS's default payload limit;
+	// all but the last carry hMore.
+	for len(ids) > manifestPart {
+		part := n.msg(reply, opManifest, []byte(strings.Join(ids[:manifestPart], "\n")))
+		part.Header.Set(hMore, "1")
+		_ = n.nc.PublishMsg(part)
+		ids = ids[manifestPart:]
+	}
 	_ = n.nc.PublishMsg(n.msg(reply, opManifest, []byte(strings.Join(ids, "\n"))))
 	n.mu.Lock()
 	if n.closed || len(members) == 0 {

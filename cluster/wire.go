@@ -25,6 +25,7 @@ const (
 	hErr     = "Wsactor-Err"     // an outcome's error kind
 	hCode    = "Wsactor-Code"    // a remote error's code
 	hMsg     = "Wsactor-Msg"     // an error's message
+	hMore    = "Wsactor-More"    // a manifest part that is not the last
 
 	opHello    = "hello"    // on <prefix>.hello, reply to the sender's node subject
 	opHere     = "here"     // the answer to hello
