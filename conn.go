@@ -39,6 +39,7 @@ type shared struct {
 	pool  *actor.Pool
 	stats *counters
 	gone  func(*Conn) // the server forgets the Conn: called before its Done closes
+	rooms *registry   // a server's rooms and keys (rooms.go); nil on a client
 }
 
 // counters are the root package's own counters; see [Stats].

@@ -35,6 +35,17 @@
 // [WithDialTimeout]), [Conn.Request], [Client.Conn], [Server.Shutdown] and
 // [Client.Shutdown].
 //
+// # Rooms and keys
+//
+// A server's connection joins and leaves named rooms ([Conn.Join],
+// [Conn.Leave]) and may be bound to keys such as a user id ([Conn.Bind]); it
+// leaves them all when it closes. [Server.Broadcast] encodes a message once
+// and queues it to every member (a slow member is skipped and counted, never
+// waited for); [Server.RequestRoom] asks every member and reports exactly
+// one outcome per member; [Server.RequestKey] and [Server.SendKey] reach a
+// connection by key; [Server.WatchPresence] observes joins and leaves. The
+// cluster package carries the same operations across nodes over NATS.
+//
 // # Wire
 //
 // Every message is one JSON text frame. A request is
@@ -68,4 +79,10 @@
 // above, so these calls may be made while holding a lock that a callback
 // takes. (The authentication hook is the exception by nature: it runs
 // inside [Server.ServeHTTP], called by net/http for the upgrade.)
+//
+// Rooms and keys start no goroutine: a server keeps them
+// behind one mutex; Broadcast writes on the caller's goroutine (never
+// blocking on a socket); RequestRoom waits on the caller's goroutine for
+// outcomes posted by the members' actors; presence watchers run one at a
+// time on the goroutine of a caller that changed a membership.
 package wsactor

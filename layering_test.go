@@ -43,3 +43,30 @@ func allowedDep(dep string, prefixes []string) bool {
 	}
 	return false
 }
+
+// TestClusterLayering: the cluster package sits on the root package and
+// nats.go only, and nothing else in the module (but tests) reaches NATS.
+func TestClusterLayering(t *testing.T) {
+	const mod = "github.com/wsactor/wsactor"
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, "./cluster").Output()
+	if err != nil {
+		t.Fatalf("go list cluster: %v", err)
+	}
+	for _, imp := range strings.Fields(string(out)) {
+		if !strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") {
+			continue // standard library
+		}
+		if imp != mod && imp != "github.com/nats-io/nats.go" {
+			t.Errorf("cluster imports %s; it may import only %s and github.com/nats-io/nats.go", imp, mod)
+		}
+	}
+	for _, pkg := range []string{".", "./actor", "./conn", "./envelope", "./mailbox", "./supervisor"} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		if strings.Contains(string(out), "github.com/nats-io/") {
+			t.Errorf("%s depends on NATS; only cluster may", pkg)
+		}
+	}
+}

@@ -55,7 +55,9 @@ func NewServer(opts ...Option) (*Server, error) {
 	if s.sh, err = newShared(o, &s.stats); err != nil {
 		return nil, public(err)
 	}
+	s.sh.rooms = newRegistry() // rooms.go
 	s.sh.gone = func(c *Conn) {
+		s.sh.rooms.drop(c) // rooms.go: leave every room, release every key
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()

@@ -27,6 +27,7 @@ type Config struct {
 	Chaos      bool          `json:"chaos"`
 	ChaosRate  float64       `json:"chaos_rate"` // disruptive chaos events per second; 0 = max(4, conns/50)
 	Idle       bool          `json:"idle"`       // idle plus trickle: Rate defaults to 0.01, no closed loop
+	Nodes      int           `json:"nodes"`      // server nodes joined over an embedded NATS server (in process only)
 
 	Addrs           int           `json:"addrs"` // listen on 127.0.0.1 … 127.0.0.N (0 = one per 20,000 conns)
 	Timeout         time.Duration `json:"timeout_ns"`
@@ -111,6 +112,12 @@ func (c *Config) check() error {
 	}
 	if c.Idle && c.Rate == 0 {
 		c.Rate = 0.01
+	}
+	if c.Nodes < 1 {
+		c.Nodes = 1
+	}
+	if c.Nodes > 1 && c.mode() != modeBoth {
+		bad("-nodes runs in one process: not with -server or -client")
 	}
 	if c.Inflight < 1 {
 		bad("-inflight %d, want >= 1", c.Inflight)

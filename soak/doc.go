@@ -37,6 +37,26 @@
 // callback panics (actor restarts) on both sides, and server-side resets and
 // ends of random connections.
 //
+// # Several nodes (-nodes N)
+//
+// The server becomes N wsactor servers in this process joined by package
+// cluster over a NATS server embedded here; the clients are spread over the
+// nodes. Every connection binds a key and joins one room: one server
+// request in five is then a request by key from node 1 to a connection on
+// another node (its own ledger, "cluster", with the same exactly-once and
+// reply checks; a key whose connection is gone ends with ErrNoConn, and
+// while NATS is away node 1 refuses at once with cluster.ErrNATSDown), and
+// once a second node 1 asks the whole room across the nodes (one outcome
+// per member, checked; the summary must add up). With -chaos, NATS restarts
+// and a node other than node 1 dies (its NATS connection and sockets cut at
+// once) and comes back on its address, each at most every 2 s. The server's
+// Stats are summed over the nodes (killed servers included); since they
+// also count the requests the cluster made for node 1, the server's ledger
+// check becomes a bound: the replies the server's callers got plus those
+// that came back across nodes, up to those plus every cluster request.
+//
+//	go run ./soak -nodes 3 -duration 10s -chaos
+//
 // # Invariants
 //
 // Checked while the run goes and at its end; each break is a violation:

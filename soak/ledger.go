@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/cluster"
 )
 
 // checker collects invariant violations. Every goroutine may report one;
@@ -71,6 +72,8 @@ const (
 	clMailboxFull
 	clWriteQueueFull
 	clTooLarge
+	clNoConn   // -nodes: the key's connection is gone (wsactor.ErrNoConn)
+	clNATSDown // -nodes: node 1 was not connected to NATS (cluster.ErrNATSDown)
 	clUnknown
 	numClasses
 )
@@ -78,7 +81,7 @@ const (
 var classNames = [numClasses]string{
 	"ok", "remote_error", "timeout", "canceled", "restarted", "too_many_restarts",
 	"conn_lost", "shutdown", "closed", "server_ended", "not_connected",
-	"too_many_pending", "mailbox_full", "write_queue_full", "too_large", "UNKNOWN",
+	"too_many_pending", "mailbox_full", "write_queue_full", "too_large", "no_conn", "nats_down", "UNKNOWN",
 }
 
 func (c class) String() string { return classNames[c] }
@@ -118,6 +121,10 @@ func classify(err error) (class, *wsactor.RemoteError) {
 		return clWriteQueueFull, nil
 	case errors.Is(err, wsactor.ErrTooLarge):
 		return clTooLarge, nil
+	case errors.Is(err, wsactor.ErrNoConn):
+		return clNoConn, nil
+	case errors.Is(err, cluster.ErrNATSDown):
+		return clNATSDown, nil
 	}
 	return clUnknown, nil
 }

@@ -97,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg Config, pprofAddr string, 
 	fs.BoolVar(&cfg.Chaos, "chaos", false, "chaos: kills, panics, restarts, stalls, timeouts, cancels, slow readers, junk and oversized frames")
 	fs.Float64Var(&cfg.ChaosRate, "chaos-rate", 0, "disruptive chaos events per second (0 = max(4, conns/50))")
 	fs.BoolVar(&cfg.Idle, "idle", false, "idle plus trickle: connections mostly idle, -rate (default 0.01) requests/s each")
+	fs.IntVar(&cfg.Nodes, "nodes", 1, "server nodes joined by package cluster over an embedded NATS server; with -chaos NATS restarts and nodes die")
 	fs.IntVar(&cfg.Addrs, "addrs", 0, "listen on this many loopback addresses 127.0.0.N (0 = one per 20,000 conns)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "request timeout")
 	fs.DurationVar(&cfg.Ping, "ping", cfg.Ping, "server heartbeat interval (clients time out after 3×)")

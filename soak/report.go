@@ -40,8 +40,9 @@ type Report struct {
 	PeakConns   int     `json:"peak_conns"`
 	LoadSeconds float64 `json:"load_s"`
 
-	Client     *SideReport     `json:"client,omitempty"` // requests the clients issued (client → server)
-	Server     *SideReport     `json:"server,omitempty"` // requests the server issued (server → client)
+	Client     *SideReport     `json:"client,omitempty"`  // requests the clients issued (client → server)
+	Server     *SideReport     `json:"server,omitempty"`  // requests the server issued (server → client)
+	Cluster    *ClusterReport  `json:"cluster,omitempty"` // -nodes: requests across nodes
 	Chaos      ChaosReport     `json:"chaos"`
 	Memory     MemoryReport    `json:"memory"`
 	Goroutines GoroutineReport `json:"goroutines"`
@@ -161,6 +162,12 @@ func (r *Report) summary(w io.Writer) {
 	}
 	side("client side: client → server", r.Client)
 	side("server side: server → client", r.Server)
+	if cl := r.Cluster; cl != nil {
+		l := cl.Ledger
+		p("  nodes %d: requests by key from node 1 to the others: %d issued, %d ended, %d refused, %d lost; outcomes: %s",
+			cl.Nodes, l.Issued, l.Completed, l.Refused, l.Lost, kv(l.Outcomes))
+		p("    room asks %d (%d member outcomes, one each); node kills %d, NATS restarts %d", cl.RoomAsks, cl.AskMembers, cl.NodeKills, cl.NATSRestarts)
+	}
 	ch := r.Chaos
 	if c.Chaos {
 		p("  chaos: events %s", kv(ch.Events))

@@ -227,6 +227,9 @@ func chaosLoop(ctx context.Context, cfg *Config, srv *serverSide, fl *fleet) map
 	}
 	if srv != nil {
 		kinds = append(kinds, serverChaos...)
+		if srv.ns.Load() != nil {
+			kinds = append(kinds, nodeChaos...)
+		}
 	}
 	events := make(map[string]int64)
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0xc4a05))
@@ -240,7 +243,7 @@ func chaosLoop(ctx context.Context, cfg *Config, srv *serverSide, fl *fleet) map
 		}
 		kind := kinds[i%len(kinds)]
 		var ok bool
-		if slices.Contains(serverChaos, kind) {
+		if slices.Contains(serverChaos, kind) || slices.Contains(nodeChaos, kind) {
 			ok = srv.chaos(kind, rng)
 		} else {
 			ok = fl.chaos(ctx, kind, rng)
@@ -293,6 +296,9 @@ func waitLedgers(d time.Duration, srv *serverSide, fl *fleet) {
 		n := 0
 		if srv != nil {
 			n += srv.led.open()
+			if ns := srv.ns.Load(); ns != nil {
+				n += ns.xled.open()
+			}
 		}
 		if fl != nil {
 			n += fl.led.open()
@@ -361,10 +367,14 @@ func (sm *sampler) sample(t time.Duration) Sample {
 		sm.prevServer = all
 		h := sm.srv.lat.interval()
 		s.SrvP50, s.SrvP99 = float64(h.ValueAtQuantile(50))/1000, float64(h.ValueAtQuantile(99))/1000
-		st := sm.srv.srv.Stats()
+		st := sm.srv.stats()
 		s.Restarts += st.Restarts
 		s.Conns = st.Conns
 		s.LedgerOpen += sm.srv.led.open()
+		if ns := sm.srv.ns.Load(); ns != nil {
+			ns.xled.scanOverdue(now, sm.cfg.Grace)
+			s.LedgerOpen += ns.xled.open()
+		}
 		liveCheck(sm.chk, "server", st)
 	}
 	s.Violations = sm.chk.count()
@@ -426,12 +436,17 @@ func addStats(dst *wsactor.Stats, s wsactor.Stats) {
 // sides of the report.
 func final(rep *Report, chk *checker, srv *serverSide, fl *fleet) {
 	if srv != nil {
-		st := srv.srv.Stats()
+		st := srv.stats()
 		checkStats(chk, "server", st, true)
 		srv.lat.interval() // what was recorded after the last sample
 		lost := srv.led.lost()
 		lr := srv.led.report(lost)
-		crossCheck(chk, "server", lr, st)
+		if ns := srv.ns.Load(); ns != nil {
+			rep.Cluster = ns.report()
+			crossCheckNodes(chk, lr, rep.Cluster, st)
+		} else {
+			crossCheck(chk, "server", lr, st)
+		}
 		rep.Server = &SideReport{
 			Ledger:      lr,
 			Latency:     percentiles(srv.lat.total),

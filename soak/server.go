@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,8 @@ type serverSide struct {
 	lat *latency // server → client echo round trips
 
 	srv  *wsactor.Server
+	opts []wsactor.Option        // srv's, for the other nodes' servers
+	ns   atomic.Pointer[nodeSet] // -nodes N: the cluster (nodes.go)
 	hs   []*http.Server
 	urls []string
 
@@ -83,34 +86,17 @@ func newServerSide(cfg *Config, chk *checker, pay *payloads, addrs []string) (*s
 	if err != nil {
 		return nil, err
 	}
-	s.srv = srv
+	s.srv, s.opts = srv, opts
 	mux := http.NewServeMux()
 	mux.Handle("/primus", srv)
 	mux.Handle("/primus/", srv)
-	var errLog *log.Logger
-	if cfg.Quiet {
-		errLog = log.New(io.Discard, "", 0)
-	}
 	for _, addr := range addrs {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("soak: listen %s: %w", addr, err)
 		}
-		hs := &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          errLog,
-			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-				s.raw.Store(c.RemoteAddr().String(), c)
-				return ctx
-			},
-			ConnState: func(c net.Conn, st http.ConnState) {
-				if st == http.StateClosed {
-					s.raw.Delete(c.RemoteAddr().String())
-				}
-			},
-		}
+		hs := s.httpServer(mux)
 		s.hs = append(s.hs, hs)
 		s.urls = append(s.urls, "ws://"+ln.Addr().String()+"/primus")
 		s.serve.Add(1)
@@ -119,7 +105,54 @@ func newServerSide(cfg *Config, chk *checker, pay *payloads, addrs []string) (*s
 			_ = hs.Serve(ln)
 		}()
 	}
+	if cfg.Nodes > 1 {
+		ns, err := startNodes(s)
+		if err != nil {
+			_ = srv.Close()
+			s.closeListeners()
+			return nil, err
+		}
+		s.ns.Store(ns)
+	}
 	return s, nil
+}
+
+// httpServer serves h, keeping each connection's socket in s.raw.
+func (s *serverSide) httpServer(h http.Handler) *http.Server {
+	var errLog *log.Logger
+	if s.cfg.Quiet {
+		errLog = log.New(io.Discard, "", 0)
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			s.raw.Store(c.RemoteAddr().String(), c)
+			return ctx
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				s.raw.Delete(c.RemoteAddr().String())
+			}
+		},
+	}
+}
+
+// conns is the open connections of every node.
+func (s *serverSide) conns() []*wsactor.Conn {
+	if ns := s.ns.Load(); ns != nil {
+		return ns.conns()
+	}
+	return s.srv.Conns()
+}
+
+// stats is the server's Stats, summed over the nodes.
+func (s *serverSide) stats() wsactor.Stats {
+	if ns := s.ns.Load(); ns != nil {
+		return ns.stats()
+	}
+	return s.srv.Stats()
 }
 
 // The server's bounds for slow readers: a flood over serverOutbound fails
@@ -139,12 +172,21 @@ func (s *serverSide) closeListeners() {
 
 // shutdown stops the wsactor server within ctx, then the HTTP servers.
 func (s *serverSide) shutdown(ctx context.Context) error {
+	var nsErr error
+	if ns := s.ns.Load(); ns != nil {
+		nsErr = ns.close(ctx)
+	}
 	err := s.srv.Shutdown(ctx)
 	s.closeListeners()
-	return err
+	return errors.Join(nsErr, err)
 }
 
-func (s *serverSide) onConnect(*wsactor.Conn) { s.connects.Add(1) }
+func (s *serverSide) onConnect(c *wsactor.Conn) {
+	s.connects.Add(1)
+	if s.cfg.Nodes > 1 {
+		onConnectNode(c)
+	}
+}
 
 func (s *serverSide) onDisconnect(c *wsactor.Conn, _ error) {
 	s.disconnects.Add(1)
@@ -276,9 +318,10 @@ func (s *serverSide) drive(ctx context.Context, seed int64) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var conns []*wsactor.Conn
-	var refreshed time.Time
+	var refreshed, asked time.Time
 	var reqs, msgs float64
 	last := time.Now()
+	ns := s.ns.Load()
 	for {
 		var now time.Time
 		select {
@@ -287,7 +330,15 @@ func (s *serverSide) drive(ctx context.Context, seed int64) {
 		case now = <-t.C:
 		}
 		if now.Sub(refreshed) > 250*time.Millisecond {
-			conns, refreshed = s.srv.Conns(), now
+			conns, refreshed = s.conns(), now
+		}
+		if ns != nil && now.Sub(asked) >= time.Second {
+			asked = now
+			s.load.Add(1)
+			go func(seed uint64) {
+				defer s.load.Done()
+				ns.askRoom(ctx, rand.New(rand.NewPCG(seed, 0xa5)))
+			}(rng.Uint64())
 		}
 		dt := now.Sub(last).Seconds()
 		last = now
@@ -299,6 +350,10 @@ func (s *serverSide) drive(ctx context.Context, seed int64) {
 		reqs = min(reqs+s.cfg.ServerRate*float64(n)*dt, s.cfg.ServerRate*float64(n)+1)
 		msgs = min(msgs+s.cfg.MsgRate*float64(n)*dt, s.cfg.MsgRate*float64(n)+1)
 		for ; reqs >= 1; reqs-- {
+			if ns != nil && rng.IntN(crossFraction) == 0 {
+				ns.cross(rng)
+				continue
+			}
 			op, ms, tmo, cancelAfter := pickOp(rng, s.cfg.Chaos, false)
 			s.issueOn(ctx, conns[rng.IntN(n)], op, ms, tmo, cancelAfter, rng, true)
 		}
@@ -376,7 +431,10 @@ var serverChaos = []string{"srv-panic-ask", "srv-msg-panic", "srv-rst", "srv-end
 // chaos makes one server-side chaos event of the given kind on a random
 // connection, and reports whether there was one to hit.
 func (s *serverSide) chaos(kind string, rng *rand.Rand) bool {
-	conns := s.srv.Conns()
+	if slices.Contains(nodeChaos, kind) {
+		return s.ns.Load().chaos(kind, rng)
+	}
+	conns := s.conns()
 	if len(conns) == 0 {
 		return false
 	}

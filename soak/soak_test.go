@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/cluster"
 	"go.uber.org/goleak"
 )
 
@@ -91,6 +92,55 @@ func TestShortChaosSoak(t *testing.T) {
 	}
 }
 
+// TestShortChaosSoakNodes runs three nodes joined over an embedded NATS
+// server with chaos for a few seconds: every invariant holds, requests
+// crossed the nodes, room asks reached members, and NATS restarted and a
+// node died meanwhile.
+func TestShortChaosSoakNodes(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.Conns = 30
+	cfg.Nodes = 3
+	cfg.Duration = 6 * time.Second
+	cfg.Chaos = true
+	cfg.PayloadMax = 16 << 10
+	cfg.ServerRate = 10
+	cfg.Quiet = true
+	cfg.Out = "-"
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	rep.summary(&sb)
+	t.Log("\n" + sb.String())
+	if !rep.Passed || rep.Violations != 0 {
+		t.Fatalf("%d invariant violations: %v", rep.Violations, rep.ViolationList)
+	}
+	cl := rep.Cluster
+	if cl == nil || cl.Nodes != 3 {
+		t.Fatalf("no cluster report: %+v", cl)
+	}
+	for _, c := range []struct {
+		what string
+		n    int64
+	}{
+		{"requests answered across nodes", cl.Ledger.Outcomes["ok"]},
+		{"room asks", cl.RoomAsks},
+		{"room ask member outcomes", cl.AskMembers},
+		{"NATS restarts", cl.NATSRestarts},
+		{"node kills", cl.NodeKills},
+	} {
+		if c.n <= 0 {
+			t.Errorf("no %s", c.what)
+		}
+	}
+	if cl.Ledger.Lost != 0 || cl.Ledger.Issued != cl.Ledger.Completed+cl.Ledger.Refused {
+		t.Errorf("cluster ledger: %+v", cl.Ledger)
+	}
+}
+
 func TestClassify(t *testing.T) {
 	wrap := func(err error) error { return fmt.Errorf("ctx: %w", err) }
 	for _, c := range []struct {
@@ -113,6 +163,9 @@ func TestClassify(t *testing.T) {
 		{wsactor.ErrMailboxFull, clMailboxFull},
 		{wrap(wsactor.ErrWriteQueueFull), clWriteQueueFull},
 		{wsactor.ErrTooLarge, clTooLarge},
+		{wrap(wsactor.ErrNoConn), clNoConn},
+		{cluster.ErrNATSDown, clNATSDown},
+		{fmt.Errorf("%w: %w", wsactor.ErrConnLost, cluster.ErrNodeGone), clConnLost},
 		{errors.New("something else"), clUnknown},
 		{context.DeadlineExceeded, clUnknown}, // the library wraps it in ErrTimeout
 	} {
@@ -184,7 +237,7 @@ func TestFlags(t *testing.T) {
 	if err != nil || cfg.mode() != modeClient || len(cfg.Client) != 2 || cfg.PayloadMin != 1024 || cfg.PayloadMax != 8192 {
 		t.Errorf("client: %+v, %v", cfg, err)
 	}
-	for _, bad := range [][]string{{"-payload", "9-x"}, {"-conns", "0"}, {"-server", "x", "-client", "ws://y"}, {"extra"}} {
+	for _, bad := range [][]string{{"-payload", "9-x"}, {"-conns", "0"}, {"-server", "x", "-client", "ws://y"}, {"extra"}, {"-server", "x", "-nodes", "2"}} {
 		cfg, _, err := parseFlags(bad, io.Discard)
 		if err == nil {
 			err = cfg.check()

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,11 +17,25 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go"
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/cluster"
 )
 
 //go:embed static
 var static embed.FS
+
+// rooms are the chat's rooms; a member is in one at a time and starts in
+// the first.
+var rooms = []string{"lobby", "go", "random"}
+
+// Subjects of the chat's own messages between nodes (the cluster package
+// carries the pushes to members; these keep the nodes' histories and user
+// lists in step).
+const (
+	subjectPost  = "chat.post"  // a message posted on a node: every node keeps it in its history
+	subjectUsers = "chat.users" // a node's members per room, on every change and every presence round
+)
 
 // Limits of what users may send.
 const (
@@ -33,7 +48,9 @@ const (
 type config struct {
 	PresenceEvery   time.Duration // how often the server asks each browser whether it is there
 	PresenceTimeout time.Duration // how long it waits for the answer before marking it away
-	History         int           // messages kept and sent to newcomers
+	History         int           // messages kept per room and sent to newcomers
+	NATS            string        // NATS URL: join the other nodes there; "" runs alone
+	NodeID          string        // the node's id in the cluster (default: random)
 }
 
 func defaultConfig() config {
@@ -48,10 +65,14 @@ type chat struct {
 	srv *wsactor.Server
 	mux *http.ServeMux
 
+	node *cluster.Node        // nil when alone
+	subs []*nats.Subscription // subjectPost, subjectUsers
+
 	mu      sync.Mutex
-	members map[*wsactor.Conn]*member // joined connections
-	history []message
-	nextID  int
+	members map[*wsactor.Conn]*member // joined connections of this node
+	history map[string][]message      // per room
+	lastID  int
+	remote  map[string]remoteUsers // other nodes' members, by node id
 
 	stop      chan struct{}
 	loopDone  chan struct{}
@@ -62,13 +83,32 @@ type chat struct {
 // member is a joined connection. Its fields are guarded by chat.mu.
 type member struct {
 	name     string
+	room     string
 	conn     *wsactor.Conn
 	away     bool
 	checking bool // a presence check is in flight
 }
 
+// remoteUsers is what another node last said about its members.
+type remoteUsers struct {
+	at    time.Time
+	rooms map[string][]user
+}
+
+// usersNote is a subjectUsers message.
+type usersNote struct {
+	Node  string            `json:"node"`
+	Rooms map[string][]user `json:"rooms"`
+}
+
+// postNote is a subjectPost message.
+type postNote struct {
+	Room    string  `json:"room"`
+	Message message `json:"message"`
+}
+
 type message struct {
-	ID     int    `json:"id"`
+	ID     int    `json:"id"` // increasing on each node; across nodes, by time (Unix µs)
 	From   string `json:"from,omitempty"`
 	Text   string `json:"text"`
 	At     int64  `json:"at"` // Unix ms
@@ -80,20 +120,24 @@ type user struct {
 	Away bool   `json:"away"`
 }
 
-// push is what the server sends with Conn.Send.
+// push is what the server sends to a room's members.
 type push struct {
 	Type    string   `json:"type"` // "message" or "users"
+	Room    string   `json:"room"`
 	Message *message `json:"message,omitempty"`
 	Users   []user   `json:"users,omitempty"`
 }
 
-// listReply answers {op:"list"}.
+// listReply answers {op:"list"}: the member's room.
 type listReply struct {
+	Room    string    `json:"room"`
+	Rooms   []string  `json:"rooms"`
 	History []message `json:"history"`
 	Users   []user    `json:"users"`
 }
 
-// newChat makes the room and starts its presence goroutine.
+// newChat makes the chat and starts its presence goroutine; with
+// cfg.NATS it joins the other nodes there.
 func newChat(cfg config) (*chat, error) {
 	if cfg.PresenceEvery <= 0 || cfg.PresenceTimeout <= 0 || cfg.History <= 0 {
 		return nil, fmt.Errorf("chat: invalid config %+v", cfg)
@@ -101,6 +145,8 @@ func newChat(cfg config) (*chat, error) {
 	c := &chat{
 		cfg:      cfg,
 		members:  make(map[*wsactor.Conn]*member),
+		history:  make(map[string][]message),
+		remote:   make(map[string]remoteUsers),
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
@@ -116,6 +162,12 @@ func newChat(cfg config) (*chat, error) {
 		return nil, err
 	}
 	c.srv = srv
+	if cfg.NATS != "" {
+		if err := c.joinCluster(); err != nil {
+			_ = srv.Close()
+			return nil, err
+		}
+	}
 	page, err := fs.Sub(static, "static")
 	if err != nil {
 		return nil, err
@@ -128,6 +180,29 @@ func newChat(cfg config) (*chat, error) {
 	return c, nil
 }
 
+// joinCluster joins the other nodes and follows their posts and members.
+func (c *chat) joinCluster() error {
+	var opts []cluster.Option
+	if c.cfg.NodeID != "" {
+		opts = append(opts, cluster.WithNodeID(c.cfg.NodeID))
+	}
+	node, err := cluster.Join(c.srv, c.cfg.NATS, opts...)
+	if err != nil {
+		return err
+	}
+	c.node = node
+	nc := node.NATS()
+	for subj, fn := range map[string]nats.MsgHandler{subjectPost: c.onPost, subjectUsers: c.onUsers} {
+		sub, err := nc.Subscribe(subj, fn)
+		if err != nil {
+			_ = node.Close()
+			return err
+		}
+		c.subs = append(c.subs, sub)
+	}
+	return nc.Flush()
+}
+
 func (c *chat) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.mux.ServeHTTP(w, r) }
 
 // Shutdown stops the presence checks and shuts the wsactor server down
@@ -136,7 +211,14 @@ func (c *chat) Shutdown(ctx context.Context) error {
 	c.closeOnce.Do(func() {
 		close(c.stop)
 		<-c.loopDone
-		c.closeErr = c.srv.Shutdown(ctx)
+		for _, sub := range c.subs {
+			_ = sub.Unsubscribe()
+		}
+		var nodeErr error
+		if c.node != nil {
+			nodeErr = c.node.Close()
+		}
+		c.closeErr = errors.Join(nodeErr, c.srv.Shutdown(ctx))
 	})
 	return c.closeErr
 }
@@ -155,25 +237,32 @@ func remoteErr(code, format string, args ...any) error {
 	return &wsactor.RemoteError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// handle answers the page's requests: join, send, list.
+// handle answers the page's requests: join, switch, send, list.
 func (c *chat) handle(ctx context.Context, conn *wsactor.Conn, req wsactor.Request) (any, error) {
 	var in struct {
 		Op   string `json:"op"`
 		Name string `json:"name"`
 		Text string `json:"text"`
+		Room string `json:"room"`
 	}
 	if req.Data == nil || req.Decode(&in) != nil {
 		return nil, remoteErr(wsactor.CodeBadRequest, "a request is a JSON object with an op")
 	}
 	switch in.Op {
 	case "join":
-		return c.join(conn, in.Name)
+		return c.join(ctx, conn, in.Name)
+	case "switch":
+		return c.switchRoom(conn, in.Room)
 	case "send":
 		return c.send(conn, in.Text)
 	case "list":
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return listReply{History: c.historyLocked(), Users: c.usersLocked()}, nil
+		room := rooms[0]
+		if m := c.members[conn]; m != nil {
+			room = m.room
+		}
+		return listReply{Room: room, Rooms: rooms, History: c.historyLocked(room), Users: c.usersLocked(room)}, nil
 	}
 	return nil, remoteErr("unknown_op", "unknown op %q", in.Op)
 }
@@ -192,13 +281,27 @@ func cleanText(s string, limit int, what string) (string, error) {
 	return s, nil
 }
 
-func (c *chat) join(conn *wsactor.Conn, name string) (any, error) {
+func nameKey(name string) string { return "name:" + strings.ToLower(name) }
+
+func (c *chat) join(ctx context.Context, conn *wsactor.Conn, name string) (any, error) {
 	name, err := cleanText(name, maxName, "name")
 	if err != nil {
 		return nil, err
 	}
 	if strings.ContainsRune(name, '\n') {
 		return nil, remoteErr("bad_text", "a name is one line")
+	}
+	if c.node != nil {
+		// Names are unique across the nodes: each member holds its name as
+		// a key; a request to a key nobody holds fails at once (ErrNoConn),
+		// any other outcome means someone has it. (Two tabs joining with
+		// one name at the same instant on two nodes could both pass.)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.node.RequestKey(ctx, nameKey(name), presenceAsk)
+		cancel()
+		if !errors.Is(err, wsactor.ErrNoConn) {
+			return nil, remoteErr("name_taken", "the name %q is taken, pick another one", name)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -210,10 +313,41 @@ func (c *chat) join(conn *wsactor.Conn, name string) (any, error) {
 			return nil, remoteErr("name_taken", "the name %q is taken, pick another one", m.name)
 		}
 	}
-	c.members[conn] = &member{name: name, conn: conn}
-	c.postLocked(message{Text: name + " joined", System: true})
-	c.broadcastUsersLocked()
-	return map[string]string{"name": name}, nil
+	room := rooms[0]
+	if err := errors.Join(conn.Bind(nameKey(name)), conn.Join(room)); err != nil {
+		return nil, err // the connection closed meanwhile
+	}
+	c.members[conn] = &member{name: name, room: room, conn: conn}
+	c.postLocked(room, message{Text: name + " joined", System: true})
+	c.usersChangedLocked(room)
+	return map[string]any{"name": name, "room": room, "rooms": rooms}, nil
+}
+
+// switchRoom moves a member to another room.
+func (c *chat) switchRoom(conn *wsactor.Conn, room string) (any, error) {
+	if !slices.Contains(rooms, room) {
+		return nil, remoteErr("no_room", "there is no room %q", room)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.members[conn]
+	if m == nil {
+		return nil, remoteErr("not_joined", "join before switching rooms")
+	}
+	if m.room == room {
+		return map[string]string{"room": room}, nil
+	}
+	old := m.room
+	conn.Leave(old)
+	if err := conn.Join(room); err != nil {
+		return nil, err
+	}
+	m.room = room
+	c.postLocked(old, message{Text: m.name + " left", System: true})
+	c.postLocked(room, message{Text: m.name + " joined", System: true})
+	c.usersChangedLocked(old)
+	c.usersChangedLocked(room)
+	return map[string]string{"room": room}, nil
 }
 
 func (c *chat) send(conn *wsactor.Conn, text string) (any, error) {
@@ -227,7 +361,7 @@ func (c *chat) send(conn *wsactor.Conn, text string) (any, error) {
 	if m == nil {
 		return nil, remoteErr("not_joined", "join before sending")
 	}
-	id := c.postLocked(message{From: m.name, Text: text})
+	id := c.postLocked(m.room, message{From: m.name, Text: text})
 	return map[string]int{"id": id}, nil
 }
 
@@ -240,44 +374,121 @@ func (c *chat) left(conn *wsactor.Conn, _ error) {
 		return
 	}
 	delete(c.members, conn)
-	c.postLocked(message{Text: m.name + " left", System: true})
-	c.broadcastUsersLocked()
+	c.postLocked(m.room, message{Text: m.name + " left", System: true})
+	c.usersChangedLocked(m.room)
 }
 
-// postLocked appends a message to the history and pushes it to everyone.
-func (c *chat) postLocked(msg message) int {
-	c.nextID++
-	msg.ID = c.nextID
+// postLocked appends a message to the room's history, pushes it to the
+// room's members on every node, and tells the other nodes to keep it too.
+func (c *chat) postLocked(room string, msg message) int {
+	c.lastID = max(c.lastID+1, int(time.Now().UnixMicro()))
+	msg.ID = c.lastID
 	msg.At = time.Now().UnixMilli()
-	c.history = append(c.history, msg)
-	if len(c.history) > c.cfg.History {
-		c.history = append(c.history[:0], c.history[len(c.history)-c.cfg.History:]...)
+	c.keepLocked(room, msg)
+	p := push{Type: "message", Room: room, Message: &msg}
+	if c.node == nil {
+		_, _ = c.srv.Broadcast(room, p, nil)
+		return msg.ID
 	}
-	c.broadcastLocked(push{Type: "message", Message: &msg})
+	// Encoded once, queued to this node's members, one NATS message to
+	// each node with members. A member too slow to take it misses it (the
+	// page reloads the list when it reconnects).
+	_, _ = c.node.Broadcast(room, p, nil)
+	if b, err := json.Marshal(postNote{Room: room, Message: msg}); err == nil {
+		_ = c.node.NATS().Publish(subjectPost, b)
+	}
 	return msg.ID
 }
 
-func (c *chat) broadcastUsersLocked() {
-	c.broadcastLocked(push{Type: "users", Users: c.usersLocked()})
+func (c *chat) keepLocked(room string, msg message) {
+	h := append(c.history[room], msg)
+	if len(h) > c.cfg.History {
+		h = append(h[:0], h[len(h)-c.cfg.History:]...)
+	}
+	c.history[room] = h
 }
 
-// broadcastLocked sends p to every member. Send never blocks; a member whose
-// connection is too slow to take it misses it (the page reloads the list when
-// it reconnects).
-func (c *chat) broadcastLocked(p push) {
-	for conn := range c.members {
-		_ = conn.Send(p)
+// onPost keeps another node's message in this node's history, in id
+// order (its members had it pushed already).
+func (c *chat) onPost(m *nats.Msg) {
+	var n postNote
+	if json.Unmarshal(m.Data, &n) != nil || !slices.Contains(rooms, n.Room) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keepLocked(n.Room, n.Message)
+	slices.SortStableFunc(c.history[n.Room], func(a, b message) int { return a.ID - b.ID })
+}
+
+// usersChangedLocked pushes the room's user list to its members here and
+// tells the other nodes, which push their own merged lists.
+func (c *chat) usersChangedLocked(room string) {
+	_, _ = c.srv.Broadcast(room, push{Type: "users", Room: room, Users: c.usersLocked(room)}, nil)
+	c.announceLocked()
+}
+
+// announceLocked sends this node's members per room to the other nodes.
+func (c *chat) announceLocked() {
+	if c.node == nil {
+		return
+	}
+	note := usersNote{Node: c.node.ID(), Rooms: make(map[string][]user)}
+	for _, m := range c.members {
+		note.Rooms[m.room] = append(note.Rooms[m.room], user{Name: m.name, Away: m.away})
+	}
+	if b, err := json.Marshal(note); err == nil {
+		_ = c.node.NATS().Publish(subjectUsers, b)
 	}
 }
 
-func (c *chat) historyLocked() []message {
-	return append([]message(nil), c.history...)
+// onUsers records another node's members and pushes the rooms whose lists
+// changed to this node's members.
+func (c *chat) onUsers(m *nats.Msg) {
+	var n usersNote
+	if json.Unmarshal(m.Data, &n) != nil || n.Node == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	before := c.remote[n.Node].rooms
+	c.remote[n.Node] = remoteUsers{at: time.Now(), rooms: n.Rooms}
+	for _, room := range rooms {
+		if !slices.Equal(before[room], n.Rooms[room]) {
+			_, _ = c.srv.Broadcast(room, push{Type: "users", Room: room, Users: c.usersLocked(room)}, nil)
+		}
+	}
 }
 
-func (c *chat) usersLocked() []user {
-	users := make([]user, 0, len(c.members))
+// forgetSilentLocked drops the members of nodes not heard from for three
+// presence rounds (a node that died), and pushes the lists that changed.
+func (c *chat) forgetSilentLocked(now time.Time) {
+	for id, r := range c.remote {
+		if now.Sub(r.at) > 3*c.cfg.PresenceEvery+c.cfg.PresenceTimeout {
+			delete(c.remote, id)
+			for room, us := range r.rooms {
+				if len(us) > 0 {
+					_, _ = c.srv.Broadcast(room, push{Type: "users", Room: room, Users: c.usersLocked(room)}, nil)
+				}
+			}
+		}
+	}
+}
+
+func (c *chat) historyLocked(room string) []message {
+	return slices.Clone(c.history[room])
+}
+
+// usersLocked is who is in the room, on this node and the others.
+func (c *chat) usersLocked(room string) []user {
+	users := []user{}
 	for _, m := range c.members {
-		users = append(users, user{Name: m.name, Away: m.away})
+		if m.room == room {
+			users = append(users, user{Name: m.name, Away: m.away})
+		}
+	}
+	for _, r := range c.remote {
+		users = append(users, r.rooms[room]...)
 	}
 	// sorted by name, so that every page shows the same list
 	slices.SortFunc(users, func(a, b user) int {
@@ -295,8 +506,12 @@ func (c *chat) presenceLoop() {
 		select {
 		case <-c.stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			c.checkPresence()
+			c.mu.Lock()
+			c.forgetSilentLocked(now)
+			c.announceLocked() // also tells the others this node is alive
+			c.mu.Unlock()
 		}
 	}
 }
@@ -338,5 +553,5 @@ func (c *chat) presence(m *member, here bool) {
 		return
 	}
 	m.away = !here
-	c.broadcastUsersLocked()
+	c.usersChangedLocked(m.room)
 }

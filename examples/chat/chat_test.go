@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -166,8 +168,11 @@ func TestChatRules(t *testing.T) {
 	wantCode(t, ask(t, alice, map[string]string{"op": "join", "name": "a\x01b"}, nil), "bad_text")
 	wantCode(t, ask(t, alice, map[string]string{"op": "dance"}, nil), "unknown_op")
 	wantCode(t, ask(t, alice, "not an object", nil), wsactor.CodeBadRequest)
-	var joined map[string]string
-	if err := ask(t, alice, map[string]string{"op": "join", "name": " alice "}, &joined); err != nil || joined["name"] != "alice" {
+	var joined struct {
+		Name, Room string
+		Rooms      []string
+	}
+	if err := ask(t, alice, map[string]string{"op": "join", "name": " alice "}, &joined); err != nil || joined.Name != "alice" || joined.Room != "lobby" || len(joined.Rooms) != 3 {
 		t.Fatalf("join: %v %v", joined, err)
 	}
 	wantCode(t, ask(t, alice, map[string]string{"op": "join", "name": "alice2"}, nil), "already_joined")
@@ -311,6 +316,7 @@ func runNode(t *testing.T, script string, args ...string) []map[string]any {
 
 type chatPage struct {
 	Me       string
+	Room     string
 	State    string
 	Messages []struct {
 		From, Text string
@@ -374,7 +380,7 @@ func TestChatInBrowser(t *testing.T) {
 	// The server's history has the same two messages.
 	app.mu.Lock()
 	var said []string
-	for _, m := range app.history {
+	for _, m := range app.history["lobby"] {
 		if !m.System {
 			said = append(said, m.From+": "+m.Text)
 		}
@@ -421,5 +427,119 @@ func checkScreenshot(t *testing.T, path string) {
 	t.Logf("screenshot %dx%d: %d colours, the commonest covers %.0f%%", bounds.Dx(), bounds.Dy(), len(counts), 100*float64(top)/float64(total))
 	if bounds.Dx() < 800 || bounds.Dy() < 600 || len(counts) < 200 || float64(top) > 0.9*float64(total) {
 		t.Fatalf("the screenshot looks blank: %dx%d, %d colours, commonest %d of %d pixels", bounds.Dx(), bounds.Dy(), len(counts), top, total)
+	}
+}
+
+// Two nodes joined over an embedded NATS server, a tab on each: bob is
+// refused alice's name although she is on the other node; they talk in
+// #lobby; alice moves to #go and speaks there, which bob (still in #lobby)
+// does not see until he moves too, when #go's history (kept by both nodes)
+// shows it and the user list shows both of them.
+func TestChatTwoNodesInBrowser(t *testing.T) {
+	requireNode(t)
+	ns, err := startNATS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	var apps []*chat
+	var urls []string
+	for i := range 2 {
+		cfg := config{PresenceEvery: 200 * time.Millisecond, PresenceTimeout: 500 * time.Millisecond, History: 100,
+			NATS: ns.ClientURL(), NodeID: fmt.Sprintf("node%d", i+1)}
+		app, hs, _ := startChat(t, cfg)
+		apps, urls = append(apps, app), append(urls, hs.URL+"/")
+	}
+	shot := filepath.Join(t.TempDir(), "chat-two-nodes.png")
+	events := runNode(t, filepath.Join("test", "chat-demo.mjs"), urls[0], shot, "--url-b", urls[1], "--rooms")
+	if len(events) == 0 || events[len(events)-1]["event"] != "result" {
+		t.Fatalf("no result: %v", events)
+	}
+	b, _ := json.Marshal(events[len(events)-1])
+	var res struct {
+		JoinError struct{ Code, Text string }
+		A, B      chatPage
+		LobbyB    chatPage
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.JoinError.Code != "name_taken" {
+		t.Fatalf("alice's name was not refused on the other node: %+v", res.JoinError)
+	}
+	said := func(p chatPage) string {
+		var out []string
+		for _, m := range p.Messages {
+			if !m.System {
+				out = append(out, m.From+": "+m.Text)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	if got := said(res.LobbyB); got != "alice: hello bob, this is alice\nbob: hi alice! bob here — ça va ?\nbob: still in the lobby" {
+		t.Fatalf("bob's tab in #lobby shows %q", got)
+	}
+	for _, p := range []struct {
+		me   string
+		page chatPage
+	}{{"alice", res.A}, {"bob", res.B}} {
+		if p.page.Room != "go" || said(p.page) != "alice: anyone in go?" {
+			t.Fatalf("%s's tab in %q shows %q", p.me, p.page.Room, said(p.page))
+		}
+		if got, _ := json.Marshal(p.page.Users); string(got) != `[{"name":"alice","away":false},{"name":"bob","away":false}]` {
+			t.Fatalf("%s's tab users %s", p.me, got)
+		}
+	}
+	for i, app := range apps {
+		app.mu.Lock()
+		var texts []string
+		for _, m := range app.history["go"] {
+			texts = append(texts, m.Text)
+		}
+		app.mu.Unlock()
+		if !slices.Contains(texts, "anyone in go?") {
+			t.Fatalf("node %d's #go history %q", i+1, texts)
+		}
+	}
+	checkScreenshot(t, shot)
+}
+
+// `go run ./examples/chat -nodes 2` starts an embedded NATS server and two
+// nodes, prints both URLs, serves both and stops cleanly.
+func TestRunTwoNodes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- runNodes(ctx, "127.0.0.1:0", 2, defaultConfig(), pw)
+		pw.Close()
+	}()
+	rd := bufio.NewReader(pr)
+	var urls []string
+	for len(urls) < 2 {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := regexp.MustCompile(`http://127\.0\.0\.1:\d+/`).FindString(line); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	for _, u := range urls {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "wsactor chat") {
+			t.Fatalf("GET %s: %d", u, resp.StatusCode)
+		}
+	}
+	cancel()
+	if err := recv(t, done, "runNodes to return"); err != nil {
+		t.Fatalf("runNodes: %v", err)
 	}
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // Drive the chat demo (examples/chat) in two tabs of headless Chromium.
 //
-//   node test/chat-demo.mjs <url> <screenshot.png> [--away NAME] [--timeout-ms 20000]
+//   node test/chat-demo.mjs <url> <screenshot.png> [--away NAME] [--url-b URL] [--rooms] [--timeout-ms 20000]
 //
 // Tab A joins as "alice"; tab B first tries "Alice" (refused: the name is taken, the page shows the
 // server's RemoteError), then joins as "bob". They exchange two messages and each tab waits until
 // it shows both. With --away NAME it also waits until both tabs show NAME as away (a member who
-// does not answer the server's presence checks) while alice and bob are shown online. Then it
+// does not answer the server's presence checks) while alice and bob are shown online. With --url-b
+// tab B opens that URL (another node of the same chat). With --rooms alice then switches to #go and
+// says something there, bob (still in #lobby) says something too, and only then switches to #go,
+// where the history shows alice's line and the user list both of them. Then it
 // takes a screenshot of tab A and prints one line
 //   {"event":"result","joinError":{code,text},"a":{me,state,messages,users},"b":{...},"screenshot":path}
 // and exits 0; on failure {"event":"fail","message":...} and exit 1. Used by examples/chat/chat_test.go.
@@ -17,6 +20,8 @@ const { values: args, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     away: { type: 'string' },
+    'url-b': { type: 'string' },
+    rooms: { type: 'boolean', default: false },
     'timeout-ms': { type: 'string', default: '20000' },
   },
 });
@@ -27,7 +32,7 @@ function out(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
 
-async function open(context, logs, tag) {
+async function open(context, logs, tag, url) {
   const page = await context.newPage();
   await page.setViewportSize({ width: 1100, height: 700 });
   page.setDefaultTimeout(timeout);
@@ -55,6 +60,7 @@ function sees(page, text) {
 function read(page) {
   return page.evaluate(() => ({
     me: document.getElementById('me').textContent,
+    room: document.querySelector('#rooms button.current')?.dataset.room ?? '',
     state: document.body.dataset.state,
     messages: [...document.querySelectorAll('#messages li')].map((li) => ({
       from: li.dataset.from ?? '',
@@ -70,8 +76,8 @@ async function run() {
   const browser = await launch();
   const logs = [];
   try {
-    const a = await open(browser.context, logs, 'A');
-    const b = await open(browser.context, logs, 'B');
+    const a = await open(browser.context, logs, 'A', url);
+    const b = await open(browser.context, logs, 'B', args['url-b'] ?? url);
 
     await join(a, 'alice');
     await a.waitForSelector('body[data-state="joined"]');
@@ -94,8 +100,25 @@ async function run() {
       await page.locator('#users li[data-name="alice"]:not(.away)').waitFor();
       if (args.away) await page.locator(`#users li.away[data-name="${args.away}"]`).waitFor();
     }
+    let lobbyB = null;
+    if (args.rooms) {
+      await a.click('#rooms button[data-room="go"]');
+      await a.locator('#rooms button.current[data-room="go"]').waitFor();
+      await say(a, 'anyone in go?');
+      await sees(a, 'anyone in go?');
+      await say(b, 'still in the lobby');
+      await sees(b, 'still in the lobby');
+      lobbyB = await read(b); // must not show alice's line in #go
+      await b.click('#rooms button[data-room="go"]');
+      await b.locator('#rooms button.current[data-room="go"]').waitFor();
+      await sees(b, 'anyone in go?');
+      for (const page of [a, b]) {
+        await page.locator('#users li[data-name="alice"]').waitFor();
+        await page.locator('#users li[data-name="bob"]').waitFor();
+      }
+    }
     await a.screenshot({ path: screenshot });
-    out({ event: 'result', joinError, a: await read(a), b: await read(b), screenshot, console: logs });
+    out({ event: 'result', joinError, a: await read(a), b: await read(b), lobbyB, screenshot, console: logs });
   } catch (err) {
     err.message += `\nconsole:\n${logs.join('\n')}`;
     throw err;

@@ -1,5 +1,5 @@
 // The chat page: js/wsactor.js for request/response with the Go server.
-//   page -> server: join, send, list (requests; refusals arrive as RemoteError)
+//   page -> server: join, switch (room), send, list (requests; refusals arrive as RemoteError)
 //   server -> page: {type:'message'} and {type:'users'} pushes (plain messages),
 //                   and {op:'presence'} requests, which the page answers.
 import { connect, RemoteError } from './wsactor.js';
@@ -7,7 +7,9 @@ import { connect, RemoteError } from './wsactor.js';
 const $ = (id) => document.getElementById(id);
 const client = connect(new URL('/primus', location.href), { reconnect: { min: 250, max: 5000 } });
 let myName = null;
-const shown = new Set(); // message ids on the page
+let myRoom = null;
+let rooms = [];
+const shown = new Set(); // message ids on the page (of the current room)
 
 function setState(state, label) {
   document.body.dataset.state = state;
@@ -70,6 +72,34 @@ function addMessage(m) {
   if (atBottom || m.from === myName) list.scrollTop = list.scrollHeight;
 }
 
+function renderRooms() {
+  $('rooms').replaceChildren(
+    ...rooms.map((room) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.room = room;
+      b.textContent = `#${room}`;
+      if (room === myRoom) b.classList.add('current');
+      b.addEventListener('click', () => switchRoom(room).catch((err) => showError($('send-error'), err)));
+      return b;
+    }),
+  );
+}
+
+function enterRoom(room) {
+  if (room === myRoom) return;
+  myRoom = room;
+  shown.clear();
+  $('messages').replaceChildren();
+  renderRooms();
+}
+
+async function switchRoom(room) {
+  const r = await client.request({ op: 'switch', room }, { timeout: 5000 });
+  enterRoom(r.room);
+  await refresh();
+}
+
 function renderUsers(users) {
   const ul = $('users');
   ul.replaceChildren(
@@ -85,9 +115,10 @@ function renderUsers(users) {
   $('count').textContent = `(${users.length})`;
 }
 
-// list: the room's history and who is online.
+// list: the room's history and who is in it.
 async function refresh() {
-  const { history, users } = await client.request({ op: 'list' }, { timeout: 5000 });
+  const { room, history, users } = await client.request({ op: 'list' }, { timeout: 5000 });
+  if (room !== myRoom) return; // switched meanwhile
   for (const m of history) addMessage(m);
   renderUsers(users);
 }
@@ -95,6 +126,9 @@ async function refresh() {
 async function join(name) {
   const r = await client.request({ op: 'join', name }, { timeout: 5000 });
   myName = r.name;
+  rooms = r.rooms;
+  myRoom = null;
+  enterRoom(r.room);
   $('join').hidden = true;
   $('room').hidden = false;
   $('me').hidden = false;
@@ -107,14 +141,15 @@ async function join(name) {
 
 // The server asks: "are you there?" Answering is all it takes.
 client.onRequest((data) => {
-  if (data?.op === 'presence') return { here: true, visible: document.visibilityState === 'visible' };
+  if (data?.op === 'presence') return { here: true, name: myName, visible: document.visibilityState === 'visible' };
   throw new RemoteError('unknown_op', `the page does not know ${JSON.stringify(data?.op)}`);
 });
 
-// The server pushes new messages and the user list.
+// The server pushes new messages and the user list of the member's room.
 client.onMessage((m) => {
-  if (m?.type === 'message') addMessage(m.message);
-  else if (m?.type === 'users') renderUsers(m.users);
+  if (m?.room !== myRoom) return; // the room we just left
+  if (m.type === 'message') addMessage(m.message);
+  else if (m.type === 'users') renderUsers(m.users);
 });
 
 client.on('open', () => {

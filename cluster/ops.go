@@ -1,0 +1,435 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/wsactor/wsactor"
+)
+
+// RequestKey sends v as a request to a connection holding key, on this node
+// if one holds it here (no NATS hop), else on whichever node NATS picks
+// among those with a holder, and waits for the outcome: the reply, a
+// [*wsactor.RemoteError], [wsactor.ErrTimeout] at ctx's deadline (or
+// [WithRequestTimeout]), and so on, exactly once. A key no live connection
+// holds fails at once with [wsactor.ErrNoConn]; with NATS unreachable a key
+// with no local holder fails at once with [ErrNATSDown]. If the node
+// answering dies before the reply, the request ends at its deadline.
+func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Response, error) {
+	if len(n.srv.Holders(key)) > 0 {
+		r, err := n.srv.RequestKey(ctx, key, v)
+		if !errors.Is(err, wsactor.ErrNoConn) { // not released meanwhile
+			return r, err
+		}
+	}
+	data, err := encode(v)
+	if err != nil {
+		return wsactor.Response{}, err
+	}
+	if ctx.Err() != nil {
+		return wsactor.Response{}, ctxError(ctx)
+	}
+	if !n.nc.IsConnected() {
+		return wsactor.Response{}, ErrNATSDown
+	}
+	ctx, cancel := n.deadline(ctx)
+	defer cancel()
+	m := n.msg(n.keySubject(key), opReq, data)
+	setTimeout(m.Header, ctx)
+	resp, err := n.nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case err == nil:
+	case errors.Is(err, nats.ErrNoResponders):
+		return wsactor.Response{}, fmt.Errorf("%w: %q on no node", wsactor.ErrNoConn, key)
+	case ctx.Err() != nil:
+		return wsactor.Response{}, ctxError(ctx)
+	default: // the NATS connection closed or was lost meanwhile
+		return wsactor.Response{}, fmt.Errorf("%w: %w: %w", wsactor.ErrConnLost, ErrNATSDown, err)
+	}
+	if err := getErr(resp.Header); err != nil {
+		return wsactor.Response{}, err
+	}
+	return wsactor.Response{Data: dataOrNil(resp.Data)}, nil
+}
+
+// onKeyRequest answers a request by key from another node, from the
+// connection actor's callback: no goroutine waits for it.
+func (n *Node) onKeyRequest(key string, m *nats.Msg) {
+	reply := func(data []byte, err error) {
+		r := n.msg("", opReply, data)
+		if err != nil {
+			putErr(r.Header, err)
+			r.Data = nil
+		}
+		_ = m.RespondMsg(r)
+	}
+	h := n.srv.Holders(key)
+	if len(h) == 0 {
+		reply(nil, wsactor.ErrNoConn)
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, getTimeout(m.Header, n.o.requestTimeout))
+	err := h[0].Go(ctx, value(m.Data), func(r wsactor.Response, err error) {
+		cancel()
+		reply(r.Data, err)
+	})
+	if err != nil {
+		cancel()
+		reply(nil, err)
+	}
+}
+
+// SendKey sends v as a plain message to every connection holding key, on
+// every node. The result counts this node's holders; the other nodes' are
+// reached through NATS without an acknowledgement (a slow reader there is
+// skipped and counted by its own server). It fails only when v cannot be
+// sent at all (see [wsactor.Server.Broadcast]), or, after the local
+// holders got it, with [ErrNATSDown] when the other nodes could not be
+// reached.
+func (n *Node) SendKey(key string, v any) (wsactor.BroadcastResult, error) {
+	data, err := encode(v)
+	if err != nil {
+		return wsactor.BroadcastResult{}, err
+	}
+	res, err := n.srv.SendKey(key, value(data))
+	if err != nil && !errors.Is(err, wsactor.ErrNoConn) {
+		return res, err
+	}
+	return res, n.publish(n.msg(n.sendSubject(key), opSend, data))
+}
+
+func (n *Node) onKeySend(key string, m *nats.Msg) {
+	if m.Header.Get(hOrigin) == n.id {
+		return // its own holders had it already
+	}
+	_, _ = n.srv.SendKey(key, value(m.Data))
+}
+
+// Broadcast sends v as a plain message to every member of room on every
+// node, except except (a connection of this node, or nil). v is encoded
+// once here; every node with members gets one NATS message and queues the
+// same bytes to its members as [wsactor.Server.Broadcast] does. The result
+// counts this node's members; the others are reached without an
+// acknowledgement. Errors as for [Node.SendKey].
+func (n *Node) Broadcast(room string, v any, except *wsactor.Conn) (wsactor.BroadcastResult, error) {
+	data, err := encode(v)
+	if err != nil {
+		return wsactor.BroadcastResult{}, err
+	}
+	res, err := n.srv.Broadcast(room, value(data), except)
+	if err != nil {
+		return res, err // not sendable: null, too large
+	}
+	return res, n.publish(n.msg(n.roomSubject(room), opCast, data))
+}
+
+func (n *Node) onRoom(room string, m *nats.Msg) {
+	if m.Header.Get(hOrigin) == n.id {
+		return
+	}
+	_, _ = n.srv.Broadcast(room, value(m.Data), nil)
+}
+
+func (n *Node) publish(m *nats.Msg) error {
+	if !n.nc.IsConnected() {
+		return fmt.Errorf("%w: the other nodes were not reached", ErrNATSDown)
+	}
+	if err := n.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("%w: %w", ErrNATSDown, err)
+	}
+	return nil
+}
+
+// MemberReply is one member's outcome in [Node.RequestRoom].
+type MemberReply struct {
+	Node     string        // the id of the member's node
+	ConnID   string        // the member's connection id
+	Conn     *wsactor.Conn // the member, if it is on this node; else nil
+	Response wsactor.Response
+	Err      error
+}
+
+// Summary counts the outcomes of a [Node.RequestRoom], one per member
+// asked on any node.
+type Summary struct {
+	wsactor.RoomSummary
+	Nodes int // other nodes asked
+	// NodesMissed counts other nodes that did not say which members they
+	// asked before they went away or the deadline passed: their members, if
+	// they had any, are not in the counts.
+	NodesMissed int
+}
+
+// RequestRoom asks every member of room on every node (except except, a
+// connection of this node, or nil) with v, and waits until every member
+// asked has its outcome, exactly once: a reply, a [*wsactor.RemoteError],
+// [wsactor.ErrTimeout] at ctx's deadline (or [WithRequestTimeout]),
+// [wsactor.ErrConnLost] if the member disconnects, [ErrNodeGone] if its
+// node goes away. each, if not nil, gets every outcome as it arrives, one
+// call at a time on the calling goroutine. Members on this node are asked
+// directly. Every other node this node knows of ([Node.Peers]) is asked on
+// its own subject and answers with the list of members it asks, their
+// outcomes, and "done"; a node that has gone (NATS: no responders, on the
+// ask or on a probe every [WithProbeInterval]) ends its unfinished members
+// with [ErrNodeGone]. Members on a node not known yet (one that joined
+// within the last moment) are not asked; while NATS is down only this
+// node's members are (the others count in [Summary.NodesMissed]). The error
+// is non-nil only when v could not be encoded.
+func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsactor.Conn, each func(MemberReply)) (Summary, error) {
+	data, err := encode(v)
+	if err != nil {
+		return Summary{}, err
+	}
+	ctx, cancel := n.deadline(ctx)
+	defer cancel()
+	quit := make(chan struct{}) // unblocks the helpers if each panics
+	defer close(quit)
+
+	var sum Summary
+	deliver := func(r MemberReply) {
+		sum.Add(r.Err)
+		if each != nil {
+			each(r)
+		}
+	}
+
+	local := make(chan wsactor.MemberReply)
+	localDone := make(chan struct{})
+	go func() {
+		defer close(localDone)
+		_, _ = n.srv.RequestRoom(ctx, room, value(data), except, func(r wsactor.MemberReply) {
+			select {
+			case local <- r:
+			case <-quit:
+			}
+		})
+	}()
+
+	a := n.startAsk(ctx, room, data, quit)
+	if a.sub != nil {
+		defer func() { _ = a.sub.Unsubscribe() }()
+	}
+	sum.Nodes = len(a.nodes)
+	if a.sub == nil && a.left > 0 { // NATS is down: the other nodes are out of reach
+		sum.NodesMissed, a.left = a.left, 0
+	}
+	var probe <-chan time.Time
+	if a.left > 0 {
+		t := time.NewTicker(n.o.probe)
+		defer t.Stop()
+		probe = t.C
+	}
+	done := ctx.Done()
+	for localDone != nil || a.left > 0 {
+		select {
+		case r := <-local:
+			deliver(MemberReply{Node: n.id, ConnID: r.Conn.ID(), Conn: r.Conn, Response: r.Response, Err: r.Err})
+		case <-localDone:
+			localDone = nil
+		case m := <-a.ch:
+			n.askMessage(a, m, deliver, &sum)
+		case <-probe:
+			n.probe(a)
+		case <-done:
+			// The remote members still pending time out here, whatever
+			// comes later; the local ones time out in their actors.
+			for _, an := range a.nodes {
+				a.finish(an, ctxError(ctx), deliver, &sum)
+			}
+			done, probe = nil, nil
+		}
+	}
+	return sum, nil
+}
+
+// remoteAsk is a RequestRoom's state for the other nodes; only the asking
+// goroutine touches it.
+type remoteAsk struct {
+	inbox string
+	sub   *nats.Subscription
+	ch    chan *nats.Msg
+	nodes []*askNode
+	left  int // nodes not finished
+}
+
+type askNode struct {
+	id       string
+	manifest bool                // its member list arrived
+	pending  map[string]struct{} // members without an outcome yet
+	finished bool
+}
+
+// startAsk sends the ask to every known node, each with its own reply
+// subject (inbox.<index>), so that "no responders" says which node is gone.
+func (n *Node) startAsk(ctx context.Context, room string, data []byte, quit chan struct{}) *remoteAsk {
+	a := &remoteAsk{ch: make(chan *nats.Msg)}
+	peers := n.Peers()
+	if len(peers) == 0 {
+		return a
+	}
+	for _, p := range peers {
+		a.nodes = append(a.nodes, &askNode{id: p})
+	}
+	a.left = len(a.nodes)
+	if !n.nc.IsConnected() {
+		return a // no subscription: the caller counts them missed
+	}
+	a.inbox = n.nc.NewInbox()
+	sub, err := n.nc.Subscribe(a.inbox+".*", func(m *nats.Msg) {
+		select {
+		case a.ch <- m:
+		case <-quit:
+		}
+	})
+	if err != nil {
+		return a
+	}
+	a.sub = sub
+	for i, an := range a.nodes {
+		m := n.msg(n.nodeSubject(an.id), opAsk, data)
+		m.Reply = a.inbox + "." + strconv.Itoa(i)
+		m.Header.Set(hRoom, encName(room))
+		setTimeout(m.Header, ctx)
+		_ = n.nc.PublishMsg(m)
+	}
+	return a
+}
+
+// askMessage handles one message for a remote ask.
+func (n *Node) askMessage(a *remoteAsk, m *nats.Msg, deliver func(MemberReply), sum *Summary) {
+	i, err := strconv.Atoi(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:])
+	if err != nil || i < 0 || i >= len(a.nodes) {
+		return
+	}
+	an := a.nodes[i]
+	if an.finished {
+		return
+	}
+	if noResponders(m) {
+		a.finish(an, ErrNodeGone, deliver, sum)
+		n.peerDown(an.id)
+		return
+	}
+	switch m.Header.Get(hOp) {
+	case opManifest:
+		if an.manifest {
+			return
+		}
+		if an.pending == nil {
+			an.pending = make(map[string]struct{})
+		}
+		for id := range strings.SplitSeq(string(m.Data), "\n") {
+			if id != "" {
+				an.pending[id] = struct{}{}
+			}
+		}
+		an.manifest = m.Header.Get(hMore) == "" // the last part
+	case opOutcome:
+		id := m.Header.Get(hConn)
+		if _, ok := an.pending[id]; !ok {
+			return // not asked, or had its outcome
+		}
+		delete(an.pending, id)
+		var data []byte
+		err := getErr(m.Header)
+		if err == nil {
+			data = dataOrNil(m.Data)
+		}
+		deliver(MemberReply{Node: an.id, ConnID: id, Response: wsactor.Response{Data: data}, Err: err})
+	case opDone:
+		// Every outcome was sent before "done", in order: none is pending.
+		a.finish(an, ErrNodeGone, deliver, sum)
+	}
+}
+
+// finish ends a node's part: its pending members get err.
+func (a *remoteAsk) finish(an *askNode, err error, deliver func(MemberReply), sum *Summary) {
+	if an.finished {
+		return
+	}
+	an.finished = true
+	a.left--
+	if !an.manifest {
+		sum.NodesMissed++
+		return
+	}
+	for id := range an.pending {
+		deliver(MemberReply{Node: an.id, ConnID: id, Err: err})
+	}
+	clear(an.pending)
+}
+
+// probe asks the nodes that have not finished whether they are still there;
+// a gone node's subject has no subscriber, and NATS says so.
+func (n *Node) probe(a *remoteAsk) {
+	if a.sub == nil {
+		return
+	}
+	for i, an := range a.nodes {
+		if !an.finished {
+			m := n.msg(n.nodeSubject(an.id), opPing, nil)
+			m.Reply = a.inbox + "." + strconv.Itoa(i)
+			_ = n.nc.PublishMsg(m)
+		}
+	}
+}
+
+// manifestPart is how many member ids go in one manifest message: 10,000
+// ids of about 40 bytes stay well under NATS's default 1 MiB payload limit.
+// (A variable for a test.)
+var manifestPart = 10000
+
+// answerAsk is another node's room ask: the manifest at once, then each
+// member's outcome, then "done", from a goroutine of its own that ends by
+// the asker's deadline.
+func (n *Node) answerAsk(m *nats.Msg) {
+	room, ok := decName(m.Header.Get(hRoom))
+	if !ok || m.Reply == "" {
+		return
+	}
+	members := n.srv.Members(room)
+	ids := make([]string, len(members))
+	for i, c := range members {
+		ids[i] = c.ID()
+	}
+	reply := m.Reply
+	// The member list in parts that fit NATS's default payload limit;
+	// all but the last carry hMore.
+	for len(ids) > manifestPart {
+		part := n.msg(reply, opManifest, []byte(strings.Join(ids[:manifestPart], "\n")))
+		part.Header.Set(hMore, "1")
+		_ = n.nc.PublishMsg(part)
+		ids = ids[manifestPart:]
+	}
+	_ = n.nc.PublishMsg(n.msg(reply, opManifest, []byte(strings.Join(ids, "\n"))))
+	n.mu.Lock()
+	if n.closed || len(members) == 0 {
+		n.mu.Unlock()
+		_ = n.nc.PublishMsg(n.msg(reply, opDone, nil))
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	d := getTimeout(m.Header, n.o.requestTimeout)
+	data := m.Data
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, d)
+		defer cancel()
+		_, _ = n.srv.RequestEach(ctx, members, value(data), func(r wsactor.MemberReply) {
+			om := n.msg(reply, opOutcome, r.Response.Data)
+			om.Header.Set(hConn, r.Conn.ID())
+			if r.Err != nil {
+				putErr(om.Header, r.Err)
+				om.Data = nil
+			}
+			_ = n.nc.PublishMsg(om)
+		})
+		_ = n.nc.PublishMsg(n.msg(reply, opDone, nil))
+	}()
+}

@@ -1,0 +1,431 @@
+package wsactor
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/sourcegraph/conc/panics"
+)
+
+// Rooms and keys.
+//
+// A server keeps one registry: room name → members, key → holders, and per
+// connection the rooms and keys it is in (so that a disconnect removes them
+// all). Everything sits behind one mutex; there is no goroutine per room,
+// and a room exists only while it has members (an idle room costs its map
+// entry). Presence events are queued under that mutex, in the order of the
+// changes, and delivered outside it by whichever caller finds no delivery
+// running (the same on-demand scheme as the write path's flusher): watchers
+// see every change of a name in order, one event at a time, and a watcher
+// may itself call Join or Leave (its event is delivered after it returns).
+
+var (
+	// ErrServerOnly: rooms and keys belong to a [Server]'s connections; a
+	// [Client]'s connection has none.
+	ErrServerOnly = errors.New("wsactor: rooms and keys are for a server's connections")
+	// ErrEmptyName: a room or key name must not be empty.
+	ErrEmptyName = errors.New("wsactor: empty room or key name")
+	// ErrNoConn: no live connection holds the key ([Server.RequestKey],
+	// [Server.SendKey]); nothing was sent.
+	ErrNoConn = errors.New("wsactor: no connection holds the key")
+)
+
+// PresenceKind says what a [Presence] event reports.
+type PresenceKind uint8
+
+const (
+	Joined  PresenceKind = iota + 1 // the connection joined the room
+	Left                            // the connection left the room (Leave, or its disconnect)
+	Bound                           // the connection took the key (Bind)
+	Unbound                         // the connection gave the key up (Unbind, or its disconnect)
+)
+
+func (k PresenceKind) String() string {
+	switch k {
+	case Joined:
+		return "joined"
+	case Left:
+		return "left"
+	case Bound:
+		return "bound"
+	case Unbound:
+		return "unbound"
+	}
+	return "unknown"
+}
+
+// Presence is one change of a room's members or a key's holders.
+type Presence struct {
+	Kind PresenceKind
+	Name string // the room (Joined, Left) or the key (Bound, Unbound)
+	Conn *Conn
+	// Count is the room's members (the key's holders) right after this
+	// change: 1 on a Joined event means the room was empty before, 0 on a
+	// Left event means it is empty now.
+	Count int
+	// Disconnected is true when the change came from the connection's end.
+	Disconnected bool
+}
+
+// registry is a server's rooms and keys; see the comment at the top.
+type registry struct {
+	mu     sync.Mutex
+	rooms  map[string]map[*Conn]struct{}
+	keys   map[string][]*Conn // holders, oldest first
+	byConn map[*Conn]*membership
+
+	watchers   []*watcher // copy on write
+	events     []Presence // queued for delivery
+	delivering bool
+}
+
+type membership struct {
+	rooms []string
+	keys  []string
+}
+
+type watcher struct{ fn func(Presence) }
+
+func newRegistry() *registry {
+	return &registry{
+		rooms:  make(map[string]map[*Conn]struct{}),
+		keys:   make(map[string][]*Conn),
+		byConn: make(map[*Conn]*membership),
+	}
+}
+
+// reg returns c's registry, or ErrServerOnly.
+func (c *Conn) reg() (*registry, error) {
+	if c.sh.rooms == nil {
+		return nil, ErrServerOnly
+	}
+	return c.sh.rooms, nil
+}
+
+// Join adds the connection to room (a no-op if it is a member already).
+// A connection may be in any number of rooms; it leaves all of them when it
+// closes. Join on a closed connection returns [ErrClosed], on a client's
+// connection [ErrServerOnly].
+func (c *Conn) Join(room string) error {
+	r, err := c.reg()
+	if err != nil {
+		return err
+	}
+	if room == "" {
+		return ErrEmptyName
+	}
+	r.mu.Lock()
+	// Checked under the lock: the disconnect stores Err before it removes
+	// the connection under this lock, so a Join racing it either sees Err
+	// or is undone by the removal.
+	if c.Err() != nil {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	members := r.rooms[room]
+	if _, ok := members[c]; ok {
+		r.mu.Unlock()
+		return nil
+	}
+	if members == nil {
+		members = make(map[*Conn]struct{}, 1)
+		r.rooms[room] = members
+	}
+	members[c] = struct{}{}
+	m := r.memberLocked(c)
+	m.rooms = append(m.rooms, room)
+	r.eventLocked(Presence{Kind: Joined, Name: room, Conn: c, Count: len(members)})
+	r.deliver()
+	return nil
+}
+
+// Leave removes the connection from room; it reports whether it was a
+// member.
+func (c *Conn) Leave(room string) bool {
+	r, err := c.reg()
+	if err != nil {
+		return false
+	}
+	r.mu.Lock()
+	ok := r.leaveLocked(c, room, false)
+	if ok {
+		m := r.byConn[c]
+		m.rooms = remove(m.rooms, room)
+		r.forgetIfEmptyLocked(c, m)
+	}
+	r.deliver()
+	return ok
+}
+
+// Rooms returns the rooms the connection is in, in the order it joined
+// them.
+func (c *Conn) Rooms() []string {
+	r, err := c.reg()
+	if err != nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.byConn[c]; m != nil {
+		return slices.Clone(m.rooms)
+	}
+	return nil
+}
+
+// Bind registers the connection under key (a user id, say), so that server
+// code can reach it with [Server.RequestKey] and [Server.SendKey] without
+// holding the *Conn. Several connections may hold one key (a user's tabs):
+// SendKey reaches all of them, RequestKey asks the one that bound it last.
+// The key is released when the connection closes. Bind on a closed
+// connection returns [ErrClosed].
+func (c *Conn) Bind(key string) error {
+	r, err := c.reg()
+	if err != nil {
+		return err
+	}
+	if key == "" {
+		return ErrEmptyName
+	}
+	r.mu.Lock()
+	if c.Err() != nil {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	holders := r.keys[key]
+	if slices.Contains(holders, c) {
+		r.mu.Unlock()
+		return nil
+	}
+	holders = append(holders, c)
+	r.keys[key] = holders
+	m := r.memberLocked(c)
+	m.keys = append(m.keys, key)
+	r.eventLocked(Presence{Kind: Bound, Name: key, Conn: c, Count: len(holders)})
+	r.deliver()
+	return nil
+}
+
+// Unbind releases key; it reports whether the connection held it.
+func (c *Conn) Unbind(key string) bool {
+	r, err := c.reg()
+	if err != nil {
+		return false
+	}
+	r.mu.Lock()
+	ok := r.unbindLocked(c, key, false)
+	if ok {
+		m := r.byConn[c]
+		m.keys = remove(m.keys, key)
+		r.forgetIfEmptyLocked(c, m)
+	}
+	r.deliver()
+	return ok
+}
+
+// Keys returns the keys the connection holds, in the order it bound them.
+func (c *Conn) Keys() []string {
+	r, err := c.reg()
+	if err != nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.byConn[c]; m != nil {
+		return slices.Clone(m.keys)
+	}
+	return nil
+}
+
+// Members returns the connections in room (none for an unknown room).
+func (s *Server) Members(room string) []*Conn {
+	r := s.sh.rooms
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Conn, 0, len(r.rooms[room]))
+	for c := range r.rooms[room] {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Count returns how many connections are in room.
+func (s *Server) Count(room string) int {
+	r := s.sh.rooms
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.rooms[room])
+}
+
+// Rooms returns the rooms that have members, in no particular order.
+func (s *Server) Rooms() []string {
+	r := s.sh.rooms
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.rooms))
+	for name := range r.rooms {
+		out = append(out, name)
+	}
+	return out
+}
+
+// Keys returns the keys held by at least one connection, in no particular
+// order.
+func (s *Server) Keys() []string {
+	r := s.sh.rooms
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.keys))
+	for k := range r.keys {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Holders returns the connections holding key, the most recent Bind first.
+func (s *Server) Holders(key string) []*Conn {
+	r := s.sh.rooms
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.keys[key])
+	slices.Reverse(out)
+	return out
+}
+
+// WatchPresence calls fn for every change of a room's members or a key's
+// holders from now on, until stop is called. Events are delivered one at a
+// time, in the order of the changes, on the goroutine of one of the callers
+// that made changes (Join, Leave, Bind, Unbind, or a connection's read
+// goroutine as it closes), after the change and outside any lock: fn may
+// call Join, Leave, Bind and Unbind, whose events follow once fn returns.
+// fn must be quick (it delays the caller that delivers it) and must not
+// wait for another connection's events. A panic in fn is reported to the
+// error hook ([WithErrorHook]) with [ErrHandlerPanic] and does not stop the
+// delivery of the other events. After stop returns fn is not called again,
+// except by an event delivery already running on another goroutine.
+func (s *Server) WatchPresence(fn func(Presence)) (stop func()) {
+	r := s.sh.rooms
+	w := &watcher{fn: fn}
+	r.mu.Lock()
+	r.watchers = append(slices.Clip(r.watchers), w)
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.watchers = slices.DeleteFunc(slices.Clone(r.watchers), func(x *watcher) bool { return x == w })
+			r.mu.Unlock()
+		})
+	}
+}
+
+// drop removes a closed connection from every room and key. Called by the
+// server as the connection ends (after Err is set).
+func (r *registry) drop(c *Conn) {
+	r.mu.Lock()
+	if m := r.byConn[c]; m != nil {
+		for _, room := range m.rooms {
+			r.leaveLocked(c, room, true)
+		}
+		for _, key := range m.keys {
+			r.unbindLocked(c, key, true)
+		}
+		delete(r.byConn, c)
+	}
+	r.deliver()
+}
+
+func (r *registry) memberLocked(c *Conn) *membership {
+	m := r.byConn[c]
+	if m == nil {
+		m = &membership{}
+		r.byConn[c] = m
+	}
+	return m
+}
+
+func (r *registry) forgetIfEmptyLocked(c *Conn, m *membership) {
+	if len(m.rooms) == 0 && len(m.keys) == 0 {
+		delete(r.byConn, c)
+	}
+}
+
+// leaveLocked removes c from room's members (not from c's membership).
+func (r *registry) leaveLocked(c *Conn, room string, disconnected bool) bool {
+	members := r.rooms[room]
+	if _, ok := members[c]; !ok {
+		return false
+	}
+	delete(members, c)
+	if len(members) == 0 {
+		delete(r.rooms, room)
+	}
+	r.eventLocked(Presence{Kind: Left, Name: room, Conn: c, Count: len(members), Disconnected: disconnected})
+	return true
+}
+
+// unbindLocked removes c from key's holders (not from c's membership).
+func (r *registry) unbindLocked(c *Conn, key string, disconnected bool) bool {
+	holders := r.keys[key]
+	i := slices.Index(holders, c)
+	if i < 0 {
+		return false
+	}
+	holders = slices.Delete(holders, i, i+1)
+	if len(holders) == 0 {
+		delete(r.keys, key)
+	} else {
+		r.keys[key] = holders
+	}
+	r.eventLocked(Presence{Kind: Unbound, Name: key, Conn: c, Count: len(holders), Disconnected: disconnected})
+	return true
+}
+
+func (r *registry) eventLocked(p Presence) {
+	if len(r.watchers) > 0 {
+		r.events = append(r.events, p)
+	}
+}
+
+// deliver is called with r.mu held and releases it. If no other caller is
+// delivering, it delivers the queued events (its own and any queued
+// meanwhile) until none is left.
+func (r *registry) deliver() {
+	if r.delivering || len(r.events) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.delivering = true
+	for len(r.events) > 0 {
+		p := r.events[0]
+		r.events[0] = Presence{}
+		r.events = r.events[1:]
+		if len(r.events) == 0 {
+			r.events = nil // let the backing array go
+		}
+		ws := r.watchers
+		r.mu.Unlock()
+		for _, w := range ws {
+			r.call(w, p)
+		}
+		r.mu.Lock()
+	}
+	r.delivering = false
+	r.mu.Unlock()
+}
+
+func (r *registry) call(w *watcher, p Presence) {
+	var pc panics.Catcher
+	pc.Try(func() { w.fn(p) })
+	if rec := pc.Recovered(); rec != nil {
+		p.Conn.sh.badInput(p.Conn, fmt.Errorf("%w: presence watcher: %w", ErrHandlerPanic, rec.AsError()))
+	}
+}
+
+func remove(s []string, v string) []string {
+	if i := slices.Index(s, v); i >= 0 {
+		return slices.Delete(s, i, i+1)
+	}
+	return s
+}
