@@ -25,7 +25,7 @@ import (
 // context.AfterFunc(ctx, …) on a task register a callback with it instead
 // of starting a goroutine that waits for Done.
 //
-// a, req, key, dl and hasDL are set before the task is submitted and never
+// a, req, key, tp, dl and hasDL are set before the task is submitted and never
 // change; the rest is safe for concurrent use.
 type task struct {
 	a   *Actor
@@ -33,7 +33,8 @@ type task struct {
 	// key is the request's id as the actor's inbound map key and the id of
 	// the reply. The handler cannot change it (req.ID is its own copy).
 	key string
-	dl  int64 // deadline in now() nanoseconds, if hasDL
+	tp  string // the peer's traceparent, "" when none (see Traceparent)
+	dl  int64  // deadline in now() nanoseconds, if hasDL
 
 	hasDL  bool          // the peer gave a timeout
 	inline atomic.Bool   // the handler is running on the actor's loop (WithInlineHandlers)
@@ -121,11 +122,17 @@ func (t *task) Err() error {
 // taskKey finds the task behind a handler's ctx or a ctx derived from it.
 type taskKey struct{}
 
-// Value returns the task itself for taskKey and nil for anything else: a
-// handler's context carries no values of the user's.
+// Value returns the task itself for taskKey, the peer's traceparent for
+// traceKey (when it sent one) and nil for anything else: a handler's
+// context carries no values of the user's.
 func (t *task) Value(k any) any {
-	if _, ok := k.(taskKey); ok {
+	switch k.(type) {
+	case taskKey:
 		return t
+	case traceKey:
+		if t.tp != "" {
+			return t.tp
+		}
 	}
 	return nil
 }
