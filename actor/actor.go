@@ -132,6 +132,7 @@ func (m *msg) delivery() delivery {
 		k := m.data[end:]
 		d.key = unsafe.String(unsafe.SliceData(k), len(k))
 		if m.code&inHasTrace != 0 {
+			// Right before the key: task.traceparent finds it there.
 			end -= envelope.TraceparentLen
 			tp := m.data[end:]
 			d.tp = unsafe.String(unsafe.SliceData(tp), envelope.TraceparentLen)
@@ -842,7 +843,7 @@ func (a *Actor) startRequest(d *delivery) bool {
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		return false
 	}
-	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key, tp: d.tp}
+	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key, hasTP: d.tp != ""}
 	if d.timeout > 0 {
 		t.req.Timeout = time.Duration(min(d.timeout, maxTimeoutMs)) * time.Millisecond
 		t.dl, t.hasDL = now()+int64(t.req.Timeout), true
