@@ -118,7 +118,7 @@ type delivery struct {
 	id      []byte
 	data    []byte // nil when the peer left "data" out
 	key     string // requests: the id as the inbound map key; nothing writes it
-	tp      string // requests: the traceparent, "" when none; nothing writes it
+	hasTP   bool   // requests: the peer's traceparent lies just before key (task.traceparent)
 	rerr    error  // a *RemoteError when the peer answered with an error
 	timeout int64
 }
@@ -132,10 +132,8 @@ func (m *msg) delivery() delivery {
 		k := m.data[end:]
 		d.key = unsafe.String(unsafe.SliceData(k), len(k))
 		if m.code&inHasTrace != 0 {
-			// Right before the key: task.traceparent finds it there.
 			end -= envelope.TraceparentLen
-			tp := m.data[end:]
-			d.tp = unsafe.String(unsafe.SliceData(tp), envelope.TraceparentLen)
+			d.hasTP = true
 		}
 	}
 	if m.code&inHasData != 0 {
@@ -393,8 +391,10 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 		return fmt.Errorf("actor: Deliver of an id of %d bytes", nid)
 	}
 	var ntp int // the traceparent's copy, between data and key
-	if env.Kind == envelope.KindRequest && len(env.Traceparent) == envelope.TraceparentLen {
-		ntp = envelope.TraceparentLen
+	if env.Kind == envelope.KindRequest && env.Traceparent != nil {
+		if _, ok := envelope.Traceparent(env.Traceparent); ok { // Decode's are; an Envelope made by hand may not be
+			ntp = envelope.TraceparentLen
+		}
 	}
 	size := nid + nd + ntp
 	if env.Kind == envelope.KindRequest {
@@ -843,7 +843,7 @@ func (a *Actor) startRequest(d *delivery) bool {
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		return false
 	}
-	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key, hasTP: d.tp != ""}
+	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key, hasTP: d.hasTP}
 	if d.timeout > 0 {
 		t.req.Timeout = time.Duration(min(d.timeout, maxTimeoutMs)) * time.Millisecond
 		t.dl, t.hasDL = now()+int64(t.req.Timeout), true

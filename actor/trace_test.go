@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/wsactor/wsactor/actor"
+	"github.com/wsactor/wsactor/envelope"
 )
 
 const (
@@ -118,5 +119,30 @@ func TestTraceparentInlineHandler(t *testing.T) {
 	r, err := p.a.Request(actor.WithTraceparent(context.Background(), tpA), []byte(`{"x":1}`))
 	if err != nil || string(r.Data) != `"`+tpA+`"` {
 		t.Fatalf("inline handler saw %s (%v), want %q", r.Data, err, tpA)
+	}
+}
+
+// Deliver checks a traceparent it is given by hand (Decode's are checked
+// already): an invalid one does not reach the handler.
+func TestTraceparentDeliverChecks(t *testing.T) {
+	pool := newPool(t, 2, 2)
+	h := func(ctx context.Context, a *actor.Actor, req actor.Incoming) ([]byte, error) {
+		tp, _ := actor.Traceparent(ctx)
+		return append(append([]byte(`"`), tp...), '"'), nil
+	}
+	p := newPair(t, newConfig(t, actor.WithHandler(h, pool)), nil)
+	for _, c := range []struct{ in, want string }{
+		{strings.ToUpper(tpA), ""},
+		{tpA, tpA},
+		{"01" + tpA[2:] + "-more", "01" + tpA[2:]},
+		{"short", ""},
+	} {
+		err := p.a.Deliver(envelope.Envelope{Kind: envelope.KindRequest, ID: []byte(`"r"`), Data: []byte(`1`), Traceparent: []byte(c.in)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env := p.nextFrame(t); env.Kind != envelope.KindResponse || string(env.Data) != `"`+c.want+`"` {
+			t.Errorf("Deliver with traceparent %q: reply %+v, want data %q", c.in, env, c.want)
+		}
 	}
 }
