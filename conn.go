@@ -206,7 +206,7 @@ func (c *Conn) Request(ctx context.Context, v any) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	r, err := c.a.Request(c.sh.traceCtx(ctx), data)
+	r, err := c.a.Request(c.sh.traceCtx(c, ctx), data)
 	return Response{Data: r.Data}, public(err)
 }
 
@@ -223,7 +223,7 @@ func (c *Conn) Go(ctx context.Context, v any, cb func(Response, error)) error {
 	if cb == nil {
 		return fmt.Errorf("%w: Go needs a callback", ErrInvalidArgument)
 	}
-	return public(c.a.Go(c.sh.traceCtx(ctx), data, func(r actor.Reply, err error) { cb(Response{Data: r.Data}, public(err)) }))
+	return public(c.a.Go(c.sh.traceCtx(c, ctx), data, func(r actor.Reply, err error) { cb(Response{Data: r.Data}, public(err)) }))
 }
 
 // Send sends v as a plain message: one JSON text frame, no reply. It never

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/sourcegraph/conc/panics"
 	"github.com/wsactor/wsactor/actor"
 	"github.com/wsactor/wsactor/envelope"
 )
@@ -44,7 +45,11 @@ func Traceparent(ctx context.Context) (string, bool) {
 // makes, on the goroutine making it, before anything is sent: the
 // traceparent it returns (of the span current in ctx) is sent; when it
 // returns "" or an invalid one, the request sends [Traceparent](ctx) if
-// any. It must be quick and must not call into this connection.
+// any. It must be quick and must not call into this connection. A panic in
+// it is a failure of the connection's actor, like a panic in a handler: the
+// error hook is told ([ErrHandlerPanic]) and the actor restarts (requests
+// pending then fail with [ErrRestarted]); the request is sent without a
+// traceparent from inject.
 //
 // extract (may be nil) is called on the handler's goroutine, just before
 // the [RequestHandler], when the peer sent a valid traceparent: the handler
@@ -69,18 +74,37 @@ func checkTrace(o *options) error {
 	return nil
 }
 
-// traceCtx is ctx for a request this side makes: with the traceparent of
-// the inject hook when it gives one.
-func (sh *shared) traceCtx(ctx context.Context) context.Context {
+// traceCtx is ctx for a request this side makes on c: with the
+// traceparent of the inject hook when it gives one. A panic in the hook is
+// a failure of c's actor, as in any user code the library runs (it
+// restarts, and the request fails with ErrRestarted); the request is made
+// without that traceparent.
+func (sh *shared) traceCtx(c *Conn, ctx context.Context) context.Context {
 	if sh.o.traceInject == nil {
 		return ctx
 	}
-	if tp := sh.o.traceInject(ctx); tp != "" {
+	tp, err := sh.inject(ctx)
+	if err != nil {
+		c.a.Fail(err)
+		return ctx
+	}
+	if tp != "" {
 		if _, ok := envelope.Traceparent(tp); ok {
 			return actor.WithTraceparent(ctx, tp)
 		}
 	}
 	return ctx
+}
+
+// inject runs the inject hook, catching a panic.
+func (sh *shared) inject(ctx context.Context) (tp string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rp := panics.NewRecovered(1, r)
+			err = fmt.Errorf("%w: WithTracePropagation's inject: %w", ErrHandlerPanic, actor.NewPanicError(&rp))
+		}
+	}()
+	return sh.o.traceInject(ctx), nil
 }
 
 // handlerCtx is ctx for the request handler: through the extract hook when
@@ -103,6 +127,15 @@ func (sh *shared) handlerCtx(ctx context.Context) context.Context {
 // ctx sends (see [WithTracePropagation] and [WithTraceparent]), for code
 // that carries requests further by other means: the cluster package puts
 // it in the NATS headers of a request to another node.
+//
+// A panic in the inject hook is not caught here: it reaches the caller.
 func (s *Server) OutgoingTraceparent(ctx context.Context) (string, bool) {
-	return actor.Traceparent(s.sh.traceCtx(ctx))
+	if s.sh.o.traceInject != nil {
+		if tp := s.sh.o.traceInject(ctx); tp != "" {
+			if tp, ok := envelope.Traceparent(tp); ok {
+				return tp, true
+			}
+		}
+	}
+	return actor.Traceparent(ctx)
 }

@@ -162,3 +162,32 @@ func TestTracePropagationOption(t *testing.T) {
 		t.Fatalf("NewServer(WithTracePropagation(nil, nil)) = %v, want ErrInvalidOption", err)
 	}
 }
+
+// A panic in inject is a failure of the connection's actor, told to the
+// error hook; the request still ends (here: answered, without a
+// traceparent, as the restart came first).
+func TestTracePropagationInjectPanics(t *testing.T) {
+	_, url := startServer(t, wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		return tpOf(ctx), nil
+	}))
+	errs := make(chan error, 4)
+	cl := dial(t, url,
+		wsactor.WithTracePropagation(func(context.Context) string { panic("tracer bug") }, nil),
+		wsactor.WithErrorHook(func(_ *wsactor.Conn, err error) { errs <- err }))
+	r, err := cl.Request(wsactor.WithTraceparent(ctxWait(t), traceA), 1)
+	switch {
+	case err == nil:
+		var got string
+		if derr := r.Decode(&got); derr != nil || got != traceA {
+			t.Fatalf("the handler saw %s, want the ctx's %q (%v)", r.Data, traceA, derr)
+		}
+	case !errors.Is(err, wsactor.ErrRestarted):
+		t.Fatalf("request: %v, want a reply or ErrRestarted", err)
+	}
+	if err := recv(t, errs, "the error hook"); !errors.Is(err, wsactor.ErrHandlerPanic) || !strings.Contains(err.Error(), "inject") {
+		t.Fatalf("error hook: %v, want ErrHandlerPanic from inject", err)
+	}
+	if st := cl.Stats(); st.Restarts != 1 {
+		t.Fatalf("restarts %d, want 1", st.Restarts)
+	}
+}
