@@ -117,6 +117,19 @@ func BenchmarkLoopback(b *testing.B) {
 			}
 		}
 	})
+	b.Run("impl=wsactor-traceparent/inflight=1", func(b *testing.B) {
+		// The cost of a W3C traceparent on every request (and in the
+		// handler's ctx): sent, decoded, copied, validated.
+		_, url := startServer(b, wsactor.WithRequestHandler(echoHandler))
+		cl := dial(b, url)
+		ctx := wsactor.WithTraceparent(context.Background(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := cl.Request(ctx, raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("impl=rawgws/inflight=64", func(b *testing.B) {
 		ws, rc := startRawEcho(b)
 		b.ReportAllocs()

@@ -202,6 +202,9 @@ func (s *Server) RequestEach(ctx context.Context, conns []*Conn, v any, each fun
 // them, so an actor's callback never blocks.
 func askAll(ctx context.Context, cs []*Conn, data []byte, each func(MemberReply)) RoomSummary {
 	out := make(chan MemberReply, len(cs))
+	if len(cs) > 0 {
+		ctx = cs[0].sh.traceCtx(cs[0], ctx) // every Conn of a server shares sh
+	}
 	for _, c := range cs {
 		err := c.a.Go(ctx, data, func(r actor.Reply, err error) {
 			out <- MemberReply{Conn: c, Response: Response{Data: r.Data}, Err: public(err)}

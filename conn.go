@@ -111,6 +111,7 @@ func (sh *shared) decide(a *actor.Actor, cause error) error {
 // handle adapts the user's RequestHandler to the actor's.
 func (sh *shared) handle(ctx context.Context, a *actor.Actor, in actor.Incoming) ([]byte, error) {
 	c := a.Tag().(*Conn)
+	ctx = sh.handlerCtx(ctx)
 	v, err := sh.o.onRequest(ctx, c, Request{ID: in.ID, Data: in.Data, Timeout: in.Timeout})
 	if err != nil {
 		return nil, err
@@ -205,7 +206,7 @@ func (c *Conn) Request(ctx context.Context, v any) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	r, err := c.a.Request(ctx, data)
+	r, err := c.a.Request(c.sh.traceCtx(c, ctx), data)
 	return Response{Data: r.Data}, public(err)
 }
 
@@ -222,7 +223,7 @@ func (c *Conn) Go(ctx context.Context, v any, cb func(Response, error)) error {
 	if cb == nil {
 		return fmt.Errorf("%w: Go needs a callback", ErrInvalidArgument)
 	}
-	return public(c.a.Go(ctx, data, func(r actor.Reply, err error) { cb(Response{Data: r.Data}, public(err)) }))
+	return public(c.a.Go(c.sh.traceCtx(c, ctx), data, func(r actor.Reply, err error) { cb(Response{Data: r.Data}, public(err)) }))
 }
 
 // Send sends v as a plain message: one JSON text frame, no reply. It never

@@ -46,6 +46,14 @@
 // connection by key; [Server.WatchPresence] observes joins and leaves. The
 // cluster package carries the same operations across nodes over NATS.
 //
+// # Tracing
+//
+// A request may carry a W3C Trace Context traceparent, set on its ctx with
+// [WithTraceparent] (or by a tracer plugged in with [WithTracePropagation]);
+// the peer's handler finds it in its ctx ([Traceparent]) and its own
+// requests pass it on, across connections and, with the cluster package,
+// nodes. The library depends on no tracing package.
+//
 // # Wire
 //
 // Every message is one JSON text frame. A request is
@@ -53,7 +61,8 @@
 // reply {"plugin":"primus-responder","responseId":"<same id>","data":…},
 // exactly as primus-responder sends them. wsactor adds fields that stock
 // primus-responder peers ignore harmlessly: "timeout" (ms) on a request, an
-// "error":{"code","message"} reply instead of "data", and a cancel envelope
+// "error":{"code","message"} reply instead of "data", "traceparent" on a
+// request, and a cancel envelope
 // {"plugin":"primus-responder","cancelId":"<id>"}. The server sends
 // "primus::ping::<ms>" heartbeats and expects "primus::pong::<ms>"; clients
 // answer pings. A top-level null is never sent.
@@ -78,7 +87,10 @@
 // [Client.Request], [Server.Shutdown], ...): they run on the goroutines
 // above, so these calls may be made while holding a lock that a callback
 // takes. (The authentication hook is the exception by nature: it runs
-// inside [Server.ServeHTTP], called by net/http for the upgrade.)
+// inside [Server.ServeHTTP], called by net/http for the upgrade. So is
+// the inject function of [WithTracePropagation]: it reads the caller's own
+// ctx on the caller's goroutine, inside the Request or Go it serves,
+// before anything is sent and with no lock of the library held.)
 //
 // Rooms and keys start no goroutine: a server keeps them
 // behind one mutex; Broadcast writes on the caller's goroutine (never

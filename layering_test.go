@@ -70,3 +70,21 @@ func TestClusterLayering(t *testing.T) {
 		}
 	}
 }
+
+// TestNoTracingDependency: OpenTelemetry is used by tests only
+// (otel_example_test.go); no package of the module depends on it in a
+// non-test build. Tracers plug in through WithTracePropagation.
+func TestNoTracingDependency(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./...: %v", err)
+	}
+	if !strings.Contains(string(out), "github.com/wsactor/wsactor/actor") {
+		t.Fatalf("go list -deps ./... did not list the module's packages:\n%s", out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "go.opentelemetry.io/") {
+			t.Errorf("a non-test build depends on %s; OpenTelemetry belongs in _test.go files only", dep)
+		}
+	}
+}

@@ -126,6 +126,10 @@ type options struct {
 	queue          int
 	restartMax     int
 	restartWithin  time.Duration
+	// WithTracePropagation (trace.go)
+	traceInject  func(context.Context) string
+	traceExtract func(context.Context, string) context.Context
+	traceSet     bool
 
 	// server
 	pingInterval time.Duration
@@ -211,6 +215,9 @@ func buildOptions(want scope, opts []Option) (options, error) {
 	check(b.Factor == 0 || (b.Factor >= 1 && !math.IsInf(b.Factor, 0)), "reconnect backoff Factor %v, want 0 (the default) or a finite value >= 1", b.Factor)
 	check(!math.IsNaN(b.Jitter) && b.Jitter <= 1, "reconnect backoff Jitter %v, want <= 1 (negative: none)", b.Jitter)
 	check(o.resetAfter >= 0, "reconnect reset-after %v, want >= 0", o.resetAfter)
+	if err := checkTrace(&o); err != nil {
+		errs = append(errs, err)
+	}
 	for _, p := range o.origins {
 		_, err := path.Match(p, "x")
 		check(err == nil && p != "", "origin pattern %q", p)

@@ -102,8 +102,12 @@ type msg struct {
 	timeout int64
 }
 
-// inHasData in an opInbound msg's code: the envelope has "data".
-const inHasData = 1
+// Flags in an opInbound msg's code: the envelope has "data"; a request
+// has a traceparent (its TraceparentLen bytes lie between data and key).
+const (
+	inHasData  = 1
+	inHasTrace = 2
+)
 
 // delivery is an envelope from the peer as the loop reads it out of an
 // opInbound msg. Its slices alias the buffer Deliver copied the envelope
@@ -114,6 +118,7 @@ type delivery struct {
 	id      []byte
 	data    []byte // nil when the peer left "data" out
 	key     string // requests: the id as the inbound map key; nothing writes it
+	hasTP   bool   // requests: the peer's traceparent lies just before key (task.traceparent)
 	rerr    error  // a *RemoteError when the peer answered with an error
 	timeout int64
 }
@@ -126,8 +131,12 @@ func (m *msg) delivery() delivery {
 		end -= nid
 		k := m.data[end:]
 		d.key = unsafe.String(unsafe.SliceData(k), len(k))
+		if m.code&inHasTrace != 0 {
+			end -= envelope.TraceparentLen
+			d.hasTP = true
+		}
 	}
-	if m.code == inHasData {
+	if m.code&inHasData != 0 {
 		d.data = m.data[nid:end:end]
 	}
 	return d
@@ -343,7 +352,11 @@ func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 	}
 	var idb [40]byte
 	c.frame = getFrame()
-	*c.frame = envelope.AppendRequest(*c.frame, c.id.AppendJSON(idb[:0]), data, c.timeout.Milliseconds())
+	if tp, ok := Traceparent(ctx); ok {
+		*c.frame = envelope.AppendTracedRequest(*c.frame, c.id.AppendJSON(idb[:0]), data, c.timeout.Milliseconds(), unsafe.Slice(unsafe.StringData(tp), len(tp)))
+	} else {
+		*c.frame = envelope.AppendRequest(*c.frame, c.id.AppendJSON(idb[:0]), data, c.timeout.Milliseconds())
+	}
 	return c
 }
 
@@ -377,7 +390,13 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 		}
 		return fmt.Errorf("actor: Deliver of an id of %d bytes", nid)
 	}
-	size := nid + nd
+	var ntp int // the traceparent's copy, between data and key
+	if env.Kind == envelope.KindRequest && env.Traceparent != nil {
+		if _, ok := envelope.Traceparent(env.Traceparent); ok { // Decode's are; an Envelope made by hand may not be
+			ntp = envelope.TraceparentLen
+		}
+	}
+	size := nid + nd + ntp
 	if env.Kind == envelope.KindRequest {
 		size += nid // the key's own copy
 	}
@@ -385,11 +404,15 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 	copy(buf, env.ID)
 	copy(buf[nid:], env.Data)
 	if env.Kind == envelope.KindRequest {
-		copy(buf[nid+nd:], env.ID)
+		copy(buf[nid+nd:], env.Traceparent[:ntp])
+		copy(buf[nid+nd+ntp:], env.ID)
 	}
 	m := msg{op: opInbound, kind: env.Kind, idLen: uint32(nid), data: buf, timeout: env.Timeout}
 	if env.Data != nil {
 		m.code = inHasData
+	}
+	if ntp != 0 {
+		m.code |= inHasTrace
 	}
 	if env.Err != nil {
 		m.err = &RemoteError{Code: env.Err.Code, Message: env.Err.Message}
@@ -820,7 +843,7 @@ func (a *Actor) startRequest(d *delivery) bool {
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		return false
 	}
-	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key}
+	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key, hasTP: d.hasTP}
 	if d.timeout > 0 {
 		t.req.Timeout = time.Duration(min(d.timeout, maxTimeoutMs)) * time.Millisecond
 		t.dl, t.hasDL = now()+int64(t.req.Timeout), true

@@ -12,6 +12,10 @@
 // The actor writes to a [Transport] (satisfied by *conn.Conn) and is fed by
 // its owner through [Actor.Deliver]; it knows nothing about WebSockets.
 //
+// A request made with a ctx carrying a W3C traceparent ([WithTraceparent])
+// sends it in the envelope; a handler's ctx carries the one the peer sent
+// ([Traceparent]), so the handler's own requests pass it on.
+//
 // # Concurrency
 //
 // Everything that touches the pending map or the map of peer requests in

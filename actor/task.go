@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/wsactor/wsactor/envelope"
 )
 
 // task is a peer request being handled. It is at once the handler's
@@ -25,7 +27,7 @@ import (
 // context.AfterFunc(ctx, …) on a task register a callback with it instead
 // of starting a goroutine that waits for Done.
 //
-// a, req, key, dl and hasDL are set before the task is submitted and never
+// a, req, key, dl, hasDL and hasTP are set before the task is submitted and never
 // change; the rest is safe for concurrent use.
 type task struct {
 	a   *Actor
@@ -36,6 +38,7 @@ type task struct {
 	dl  int64 // deadline in now() nanoseconds, if hasDL
 
 	hasDL  bool          // the peer gave a timeout
+	hasTP  bool          // the peer gave a traceparent: see traceparent
 	inline atomic.Bool   // the handler is running on the actor's loop (WithInlineHandlers)
 	state  atomic.Uint32 // taskLive, taskCanceled or taskExpired; set once, under mu
 	done   atomic.Value  // chan struct{}: made by the first Done, closed (or closedchan) when the task ends
@@ -121,13 +124,27 @@ func (t *task) Err() error {
 // taskKey finds the task behind a handler's ctx or a ctx derived from it.
 type taskKey struct{}
 
-// Value returns the task itself for taskKey and nil for anything else: a
-// handler's context carries no values of the user's.
+// Value returns the task itself for taskKey, the peer's traceparent for
+// traceKey (when it sent one) and nil for anything else: a handler's
+// context carries no values of the user's.
 func (t *task) Value(k any) any {
-	if _, ok := k.(taskKey); ok {
+	switch k.(type) {
+	case taskKey:
 		return t
+	case traceKey:
+		if t.hasTP {
+			return t.traceparent()
+		}
 	}
 	return nil
+}
+
+// traceparent is the peer's traceparent (hasTP). Deliver copied it into
+// the request's buffer just before the key (see delivery), so it needs no
+// field of its own: a task stays in its 160-byte size class.
+func (t *task) traceparent() string {
+	p := unsafe.Add(unsafe.Pointer(unsafe.StringData(t.key)), -envelope.TraceparentLen)
+	return unsafe.String((*byte)(p), envelope.TraceparentLen)
 }
 
 // String names the context, for fmt and the context package's messages.

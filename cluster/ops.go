@@ -41,6 +41,7 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 	defer cancel()
 	m := n.msg(n.keySubject(key), opReq, data)
 	setTimeout(m.Header, ctx)
+	n.setTrace(m.Header, ctx)
 	resp, err := n.nc.RequestMsgWithContext(ctx, m)
 	switch {
 	case err == nil:
@@ -73,7 +74,7 @@ func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 		reply(nil, wsactor.ErrNoConn)
 		return
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, getTimeout(m.Header, n.o.requestTimeout))
+	ctx, cancel := context.WithTimeout(getTrace(n.ctx, m.Header), getTimeout(m.Header, n.o.requestTimeout))
 	err := h[0].Go(ctx, value(m.Data), func(r wsactor.Response, err error) {
 		cancel()
 		reply(r.Data, err)
@@ -290,11 +291,15 @@ func (n *Node) startAsk(ctx context.Context, room string, data []byte, quit chan
 		return a
 	}
 	a.sub = sub
+	tp, _ := n.srv.OutgoingTraceparent(ctx)
 	for i, an := range a.nodes {
 		m := n.msg(n.nodeSubject(an.id), opAsk, data)
 		m.Reply = a.inbox + "." + strconv.Itoa(i)
 		m.Header.Set(hRoom, encName(room))
 		setTimeout(m.Header, ctx)
+		if tp != "" {
+			m.Header.Set(hTrace, tp)
+		}
 		_ = n.nc.PublishMsg(m)
 	}
 	return a
@@ -417,9 +422,10 @@ func (n *Node) answerAsk(m *nats.Msg) {
 	n.mu.Unlock()
 	d := getTimeout(m.Header, n.o.requestTimeout)
 	data := m.Data
+	h := m.Header
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(n.ctx, d)
+		ctx, cancel := context.WithTimeout(getTrace(n.ctx, h), d)
 		defer cancel()
 		_, _ = n.srv.RequestEach(ctx, members, value(data), func(r wsactor.MemberReply) {
 			om := n.msg(reply, opOutcome, r.Response.Data)

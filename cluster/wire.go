@@ -26,6 +26,7 @@ const (
 	hCode    = "Wsactor-Code"    // a remote error's code
 	hMsg     = "Wsactor-Msg"     // an error's message
 	hMore    = "Wsactor-More"    // a manifest part that is not the last
+	hTrace   = "traceparent"     // a request's W3C traceparent, under its usual header name
 
 	opHello    = "hello"    // on <prefix>.hello, reply to the sender's node subject
 	opHere     = "here"     // the answer to hello
@@ -170,6 +171,23 @@ func (n *Node) deadline(ctx context.Context) (context.Context, context.CancelFun
 func setTimeout(h nats.Header, ctx context.Context) {
 	dl, _ := ctx.Deadline()
 	h.Set(hTimeout, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
+}
+
+// setTrace puts the traceparent a request made by the server with ctx
+// would send (wsactor.WithTraceparent, wsactor.WithTracePropagation).
+func (n *Node) setTrace(h nats.Header, ctx context.Context) {
+	if tp, ok := n.srv.OutgoingTraceparent(ctx); ok {
+		h.Set(hTrace, tp)
+	}
+}
+
+// getTrace gives ctx the traceparent of a request from another node; an
+// invalid one is ignored.
+func getTrace(ctx context.Context, h nats.Header) context.Context {
+	if tp := h.Get(hTrace); tp != "" {
+		return wsactor.WithTraceparent(ctx, tp)
+	}
+	return ctx
 }
 
 func getTimeout(h nats.Header, def time.Duration) time.Duration {

@@ -78,6 +78,17 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 	}
+	b.Run("small-traceparent/envelope", func(b *testing.B) {
+		frame := envelope.AppendTracedRequest(nil, id, payload(60), 0, []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
+		b.ReportAllocs()
+		b.SetBytes(int64(len(frame)))
+		for b.Loop() {
+			env, err := envelope.Decode(frame)
+			if err != nil || env.Traceparent == nil {
+				b.Fatal(env.Kind, err)
+			}
+		}
+	})
 	b.Run("control/envelope", func(b *testing.B) {
 		frame := []byte(`"primus::ping::1795618445153"`)
 		b.ReportAllocs()

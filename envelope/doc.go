@@ -1,12 +1,13 @@
 // Package envelope is the wire codec of wsactor: it decodes and encodes the
-// text frames of Primus 8 with the primus-responder 1.0.4 plugin, plus three
-// wsactor extensions (timeout, error responses, cancel) that JS peers ignore.
+// text frames of Primus 8 with the primus-responder 1.0.4 plugin, plus four
+// wsactor extensions (timeout, error responses, cancel, traceparent) that JS
+// peers ignore.
 //
 // Every frame is one JSON value in one WebSocket text frame:
 //
 //	kind            wire form (compact JSON, keys in this order)
 //	--------------  -----------------------------------------------------------------------------
-//	request         {"plugin":"primus-responder","requestId":<id>,"timeout":<ms>,"data":<any>}
+//	request         {"plugin":"primus-responder","requestId":<id>,"timeout":<ms>,"traceparent":"00-…","data":<any>}
 //	response        {"plugin":"primus-responder","responseId":<id>,"data":<any>}
 //	error response  {"plugin":"primus-responder","responseId":<id>,"error":{"code":"…","message":"…"}}
 //	cancel          {"plugin":"primus-responder","cancelId":<id>}
@@ -17,8 +18,12 @@
 // response; ids made here are lower-case UUID v4 strings ([NewID]).
 // "data" is left out when it is undefined in JS (nil here); "timeout"
 // (milliseconds the requester will wait) is left out when there is none.
-// "timeout", "error" and "cancelId" are extensions: a JS primus-responder
-// peer ignores the first two and silently swallows a cancel.
+// "traceparent" is a W3C Trace Context traceparent ([Traceparent]), left
+// out when there is none; on decoding an invalid one is ignored (the
+// request is still delivered), never an error.
+// "timeout", "traceparent", "error" and "cancelId" are extensions: a JS
+// primus-responder peer ignores the first three and silently swallows a
+// cancel.
 //
 // Decoding follows the JS receiver: an object is an envelope only when its
 // "plugin" is the string "primus-responder"; the kind is decided by the

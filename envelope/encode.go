@@ -20,13 +20,36 @@ const (
 // they are). "data" is left out when data is nil or empty (JS undefined);
 // "timeout" is left out when timeoutMs <= 0.
 func AppendRequest(dst, id, data []byte, timeoutMs int64) []byte {
+	dst = appendRequestHead(dst, id, timeoutMs)
+	return appendData(dst, data)
+}
+
+// AppendTracedRequest is [AppendRequest] with the extension "traceparent"
+// (a W3C Trace Context traceparent, see [Traceparent]) before "data":
+//
+//	{"plugin":"primus-responder","requestId":<id>,"timeout":<ms>,"traceparent":"00-…-…-01","data":<data>}
+//
+// traceparent is checked: when it is empty or not valid the key is left
+// out, so that an invalid one never reaches the wire. A JS
+// primus-responder peer ignores the key.
+func AppendTracedRequest(dst, id, data []byte, timeoutMs int64, traceparent []byte) []byte {
+	dst = appendRequestHead(dst, id, timeoutMs)
+	if tp, ok := Traceparent(traceparent); ok {
+		dst = append(dst, `,"traceparent":"`...)
+		dst = append(dst, tp...)
+		dst = append(dst, '"')
+	}
+	return appendData(dst, data)
+}
+
+func appendRequestHead(dst, id []byte, timeoutMs int64) []byte {
 	dst = append(dst, headRequest...)
 	dst = append(dst, id...)
 	if timeoutMs > 0 {
 		dst = append(dst, `,"timeout":`...)
 		dst = strconv.AppendInt(dst, timeoutMs, 10)
 	}
-	return appendData(dst, data)
+	return dst
 }
 
 // AppendResponse appends a response envelope to dst and returns the

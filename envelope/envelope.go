@@ -89,6 +89,12 @@ type Envelope struct {
 	// Control is the unescaped string of a KindControl frame, e.g.
 	// "primus::ping::1795618408068".
 	Control string
+	// Traceparent is the extension "traceparent" of a KindRequest: a W3C
+	// Trace Context traceparent (see [Traceparent]), the [TraceparentLen]
+	// bytes "00-<trace-id>-<parent-id>-<flags>" without the quotes. nil
+	// when absent or not valid: an invalid one is ignored, it is not an
+	// error, so that the request is still delivered.
+	Traceparent []byte
 }
 
 // Sentinel errors. [Decode] wraps them with detail (fmt.Errorf("%w: …")), so
@@ -142,6 +148,7 @@ const (
 	fData
 	fError
 	fTimeout
+	fTraceparent
 	nFields
 	fNone = -1
 )
@@ -291,6 +298,14 @@ func decodeObject(b []byte, start int) (Envelope, error) {
 			}
 			env.Timeout = t
 		}
+		if sp := f[fTraceparent]; sp.e != 0 {
+			// The raw string with its quotes: a valid one needs no escape.
+			if raw := b[sp.s:sp.e]; raw[0] == '"' {
+				if tp, ok := Traceparent(raw[1 : len(raw)-1]); ok {
+					env.Traceparent = tp
+				}
+			}
+		}
 	case KindResponse:
 		if sp := f[fData]; sp.e != 0 {
 			env.Data = b[sp.s:sp.e]
@@ -383,6 +398,10 @@ func matchKey(key []byte) int {
 		if string(key) == "responseId" {
 			return fResponseID
 		}
+	case 11:
+		if string(key) == "traceparent" {
+			return fTraceparent
+		}
 	}
 	// A key with escapes may still unescape to one we want.
 	if len(key) < 6 || len(key) > 60 || !hasBackslash(key) {
@@ -405,6 +424,8 @@ func matchKey(key []byte) int {
 		return fRequestID
 	case "responseId":
 		return fResponseID
+	case "traceparent":
+		return fTraceparent
 	}
 	return fNone
 }

@@ -449,3 +449,66 @@ func ExampleAppendRequest() {
 	// {"plugin":"primus-responder","requestId":"126192ed-03b8-47aa-8f21-6e9ee84e0144","timeout":5000,"data":{"op":"add","a":1,"b":2}}
 	// {"plugin":"primus-responder","responseId":7}
 }
+
+func TestTraceparent(t *testing.T) {
+	const tid, pid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for _, c := range []struct {
+		in, want string // want "" = invalid
+	}{
+		{"00-" + tid + "-" + pid + "-01", "00-" + tid + "-" + pid + "-01"},
+		{"00-" + tid + "-" + pid + "-00", "00-" + tid + "-" + pid + "-00"},
+		{"00-" + tid + "-" + pid + "-01-", ""},                                       // 00 is exactly 55 long
+		{"01-" + tid + "-" + pid + "-01-what-ever", "01-" + tid + "-" + pid + "-01"}, // later versions: the shared prefix
+		{"01-" + tid + "-" + pid + "-01x", ""},
+		{"ff-" + tid + "-" + pid + "-01", ""},
+		{"00-" + strings.ToUpper(tid) + "-" + pid + "-01", ""},
+		{"00-00000000000000000000000000000000-" + pid + "-01", ""},
+		{"00-" + tid + "-0000000000000000-01", ""},
+		{"00-" + tid + "-" + pid + "-0g", ""},
+		{"00_" + tid + "-" + pid + "-01", ""},
+		{"00-" + tid + pid + "--01", ""},
+		{"00-" + tid + "-" + pid, ""},
+		{"", ""},
+	} {
+		got, ok := envelope.Traceparent(c.in)
+		if ok != (c.want != "") || got != c.want {
+			t.Errorf("Traceparent(%q) = %q, %v; want %q", c.in, got, ok, c.want)
+		}
+		gotb, okb := envelope.Traceparent([]byte(c.in))
+		if okb != ok || string(gotb) != got {
+			t.Errorf("Traceparent([]byte(%q)) = %q, %v; the string form says %q, %v", c.in, gotb, okb, got, ok)
+		}
+		// On the wire: a valid one is kept, an invalid one ignored, and
+		// the request delivered either way.
+		frame := `{"plugin":"primus-responder","requestId":"r","traceparent":"` + c.in + `","data":1}`
+		env, err := envelope.Decode([]byte(frame))
+		if err != nil || env.Kind != envelope.KindRequest || string(env.Data) != "1" || string(env.Traceparent) != c.want {
+			t.Errorf("Decode(%s) = %+v, %v; want a request with Traceparent %q", frame, env, err, c.want)
+		}
+		out := envelope.AppendTracedRequest(nil, []byte(`"r"`), []byte("1"), 0, []byte(c.in))
+		if c.want == "" && strings.Contains(string(out), "traceparent") {
+			t.Errorf("AppendTracedRequest wrote the invalid traceparent %q: %s", c.in, out)
+		}
+	}
+	for _, frame := range []string{
+		`{"plugin":"primus-responder","requestId":"r","traceparent":7}`,
+		`{"plugin":"primus-responder","requestId":"r","traceparent":null}`,
+		`{"plugin":"primus-responder","requestId":"r","traceparent":["00-` + tid + `-` + pid + `-01"]}`,
+	} {
+		if env, err := envelope.Decode([]byte(frame)); err != nil || env.Kind != envelope.KindRequest || env.Traceparent != nil {
+			t.Errorf("Decode(%s) = %+v, %v; want a request without Traceparent", frame, env, err)
+		}
+	}
+	// Not on responses and cancels.
+	frame := `{"plugin":"primus-responder","responseId":"r","traceparent":"00-` + tid + `-` + pid + `-01"}`
+	if env, err := envelope.Decode([]byte(frame)); err != nil || env.Traceparent != nil {
+		t.Errorf("Decode(%s) = %+v, %v; want no Traceparent on a response", frame, env, err)
+	}
+	want := `{"plugin":"primus-responder","requestId":"r","timeout":5,"traceparent":"00-` + tid + `-` + pid + `-01","data":{}}`
+	if got := envelope.AppendTracedRequest(nil, []byte(`"r"`), []byte("{}"), 5, []byte("00-"+tid+"-"+pid+"-01")); string(got) != want {
+		t.Errorf("AppendTracedRequest = %s, want %s", got, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = envelope.Traceparent("00-" + tid + "-" + pid + "-01") }); n != 0 {
+		t.Errorf("Traceparent allocates %v times", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +24,11 @@ func FuzzDecode(f *testing.F) {
 		`{"plugin":"primus-responder","requestId":"a","timeout":1500,"data":[{"x":null}]}`,
 		`{"plugin":"primus-responder","responseId":"a","error":{"code":"E","message":"m\u2028"}}`,
 		`{"plugin":"primus-responder","cancelId":"c"}`,
+		`{"plugin":"primus-responder","requestId":"a","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","data":1}`,
+		`{"plugin":"primus-responder","requestId":"a","traceparent":"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"}`,
+		`{"plugin":"primus-responder","requestId":"a","traceparent":"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}`,
+		`{"plugin":"primus-responder","requestId":"a","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`,
+		`{"plugin":"primus-responder","responseId":"a","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`,
 		`{"pl\u0075gin":"primus\u002dresponder","re\u0071uestId":"\ud83c\udf89"}`,
 		`"{\"plugin\":\"primus-responder\",\"requestId\":\"a\"}"`,
 		`"prim\u0075s::ping::1"`,
@@ -197,7 +203,7 @@ func crossCheck(t *testing.T, in []byte) {
 		} else if !bytes.Equal(env.Data, raw) || env.Control != "" {
 			t.Errorf("Data = %q (Control %q), encoding/json says %q", env.Data, env.Control, raw)
 		}
-		if env.ID != nil || env.Err != nil || env.Timeout != 0 {
+		if env.ID != nil || env.Err != nil || env.Timeout != 0 || env.Traceparent != nil {
 			t.Errorf("Decode(%q) = %+v: envelope fields set on %v", in, env, env.Kind)
 		}
 	default:
@@ -226,7 +232,38 @@ func crossCheck(t *testing.T, in []byte) {
 		if env.Kind != envelope.KindRequest && env.Timeout != 0 {
 			t.Errorf("Timeout set on %v", env.Kind)
 		}
+		var wantTP []byte
+		if env.Kind == envelope.KindRequest {
+			wantTP = oracleTraceparent(m["traceparent"])
+		}
+		if !bytes.Equal(env.Traceparent, wantTP) || (env.Traceparent == nil) != (wantTP == nil) {
+			t.Errorf("Traceparent = %q, the oracle says %q (traceparent %s)", env.Traceparent, wantTP, m["traceparent"])
+		}
 	}
+}
+
+// traceparentRE is the W3C traceparent grammar: version, trace-id,
+// parent-id, flags, and for versions after 00 perhaps "-" and more.
+var traceparentRE = regexp.MustCompile(`^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$`)
+
+// oracleTraceparent is what Decode should keep of a raw "traceparent"
+// value: the first 55 bytes of a valid one whose first 55 characters are
+// written without escapes (JSON never needs one there), else nil.
+func oracleTraceparent(raw json.RawMessage) []byte {
+	if len(raw) < 2+envelope.TraceparentLen || raw[0] != '"' || bytes.IndexByte(raw[:1+envelope.TraceparentLen], '\\') >= 0 {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return nil
+	}
+	g := traceparentRE.FindStringSubmatch(s)
+	switch {
+	case g == nil, g[1] == "ff", g[1] == "00" && g[5] != "",
+		g[2] == strings.Repeat("0", 32), g[3] == strings.Repeat("0", 16):
+		return nil
+	}
+	return []byte(s[:envelope.TraceparentLen])
 }
 
 func checkErrField(t *testing.T, got *envelope.Error, raw json.RawMessage) {
@@ -262,7 +299,11 @@ func roundTrip(t *testing.T, env envelope.Envelope) {
 	var out []byte
 	switch env.Kind {
 	case envelope.KindRequest:
-		out = envelope.AppendRequest(nil, env.ID, env.Data, env.Timeout)
+		if env.Traceparent != nil {
+			out = envelope.AppendTracedRequest(nil, env.ID, env.Data, env.Timeout, env.Traceparent)
+		} else {
+			out = envelope.AppendRequest(nil, env.ID, env.Data, env.Timeout)
+		}
 	case envelope.KindResponse:
 		if env.Err != nil {
 			out = envelope.AppendErrorResponse(nil, env.ID, *env.Err)
@@ -280,7 +321,8 @@ func roundTrip(t *testing.T, env envelope.Envelope) {
 	if err != nil {
 		t.Fatalf("re-encoded %v %q does not decode: %v", env.Kind, out, err)
 	}
-	if got.Kind != env.Kind || !bytes.Equal(got.ID, env.ID) || got.Timeout != env.Timeout || got.Control != env.Control {
+	if got.Kind != env.Kind || !bytes.Equal(got.ID, env.ID) || got.Timeout != env.Timeout || got.Control != env.Control ||
+		!bytes.Equal(got.Traceparent, env.Traceparent) || (got.Traceparent == nil) != (env.Traceparent == nil) {
 		t.Fatalf("round trip: %+v -> %s -> %+v", env, out, got)
 	}
 	if env.Err != nil {

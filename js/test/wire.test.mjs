@@ -238,3 +238,56 @@ test('close() while offline rejects queued requests with ClosedError and drops q
   assert.equal(c.stats.queued, 0);
   assert.equal(c.stats.closed, 1);
 });
+
+test('traceparent: sent when given and valid, handed to the request handler when received and valid', async () => {
+  const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const [c, peer] = await open();
+  try {
+    // out: a valid one goes right after the id; an invalid one (or none) is not sent
+    const p1 = c.request(1, { timeout: 0, traceparent: TP });
+    const p2 = c.request(2, { timeout: 0, traceparent: TP.toUpperCase() });
+    const p3 = c.request(3, { timeout: 0, traceparent: `01${TP.slice(2)}-later-version` });
+    const p4 = c.request(4, { timeout: 0 });
+    await frameCount(peer, 4);
+    const ids = peer.frames.map((f) => JSON.parse(f).requestId);
+    assert.deepEqual(peer.frames, [
+      `{"plugin":"primus-responder","requestId":"${ids[0]}","traceparent":"${TP}","data":1}`,
+      `{"plugin":"primus-responder","requestId":"${ids[1]}","data":2}`,
+      `{"plugin":"primus-responder","requestId":"${ids[2]}","traceparent":"01${TP.slice(2)}","data":3}`,
+      `{"plugin":"primus-responder","requestId":"${ids[3]}","data":4}`,
+    ]);
+    for (const id of ids) peer.ws.send(`{"plugin":"primus-responder","responseId":"${id}","data":0}`);
+    await Promise.all([p1, p2, p3, p4]);
+
+    // in: the handler gets the valid one; an invalid one is ignored and the request still answered
+    c.onRequest((data, { traceparent }) => traceparent ?? null);
+    const n0 = peer.frames.length;
+    peer.ws.send(`{"plugin":"primus-responder","requestId":"a","traceparent":"${TP}","data":1}`);
+    peer.ws.send(`{"plugin":"primus-responder","requestId":"b","traceparent":"00-${'0'.repeat(32)}-00f067aa0ba902b7-01","data":1}`);
+    peer.ws.send(`{"plugin":"primus-responder","requestId":"c","traceparent":42,"data":1}`);
+    peer.ws.send(`{"plugin":"primus-responder","requestId":"d","data":1}`);
+    await frameCount(peer, n0 + 4);
+    assert.deepEqual(peer.frames.slice(n0), [
+      `{"plugin":"primus-responder","responseId":"a","data":"${TP}"}`,
+      '{"plugin":"primus-responder","responseId":"b","data":null}',
+      '{"plugin":"primus-responder","responseId":"c","data":null}',
+      '{"plugin":"primus-responder","responseId":"d","data":null}',
+    ]);
+  } finally {
+    await c.close();
+  }
+});
+
+test('validTraceparent follows the W3C format', async () => {
+  const { validTraceparent } = await import('../wsactor.js');
+  const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  assert.equal(validTraceparent(TP), TP);
+  assert.equal(validTraceparent(`${TP}-x`), undefined, 'version 00 is exactly 55 long');
+  assert.equal(validTraceparent(`cc${TP.slice(2)}-x`), `cc${TP.slice(2)}`);
+  assert.equal(validTraceparent(`cc${TP.slice(2)}x`), undefined);
+  assert.equal(validTraceparent(`ff${TP.slice(2)}`), undefined);
+  assert.equal(validTraceparent(TP.replace('00f067aa0ba902b7', '0000000000000000')), undefined);
+  assert.equal(validTraceparent(TP.replace('-01', '-0g')), undefined);
+  assert.equal(validTraceparent(undefined), undefined);
+  assert.equal(validTraceparent(7), undefined);
+});

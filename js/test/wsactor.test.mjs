@@ -71,6 +71,27 @@ describe('against a stock Primus server', () => {
     }
   });
 
+  test('a stock server ignores the traceparent extension and answers as usual', async () => {
+    const c = client(srv.url);
+    try {
+      const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      assert.equal(await c.request({ op: 'add', a: 2, b: 40 }, { traceparent: TP }), 42);
+      const echo = { op: 'echo', s: 'traced' };
+      assert.deepEqual(await c.request(echo, { traceparent: TP }), echo);
+      // its own requests carry none: the handler is told undefined
+      const seen = [];
+      c.onRequest((data, { traceparent }) => {
+        seen.push(traceparent);
+        return { ...data, from: 'wsactor.js' };
+      });
+      const reply = await c.request({ op: 'ask' }, { traceparent: TP });
+      assert.equal(reply.from, 'wsactor.js');
+      assert.deepEqual(seen, [undefined]);
+    } finally {
+      await c.close();
+    }
+  });
+
   test('1,000 concurrent requests', async (t) => {
     const c = client(srv.url);
     try {
