@@ -126,6 +126,7 @@ type options struct {
 	queue          int
 	restartMax     int
 	restartWithin  time.Duration
+	observer       Observer // observe.go
 
 	// server
 	pingInterval time.Duration
