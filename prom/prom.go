@@ -186,4 +186,3 @@ func labelValues(n int, name func(int) string) []string {
 	}
 	return out
 }
-
