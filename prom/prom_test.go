@@ -388,3 +388,31 @@ func TestCollectReadsSource(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 }
+
+// TestScrapeHeartbeatTimeout: a peer that never answers the heartbeat is
+// dropped, and counted once.
+func TestScrapeHeartbeatTimeout(t *testing.T) {
+	m := prom.New()
+	conns := make(chan *wsactor.Conn, 1)
+	srv, err := wsactor.NewServer(wsactor.WithObserver(m), wsactor.WithPingInterval(50*time.Millisecond),
+		wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, srv, m)
+	m.Watch(srv)
+	if _, code := rawUpgrade(t, addr, "/primus"); code != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", code)
+	}
+	c := recv(t, conns, "server conn")
+	recv(t, c.Done(), "heartbeat drop") // closed once the disconnect is counted
+	if err := c.Err(); !errors.Is(err, wsactor.ErrHeartbeat) {
+		t.Fatalf("Err %v, want ErrHeartbeat", err)
+	}
+	check(t, scrape(t, "http://"+addr+"/metrics"), []want{
+		{"wsactor_heartbeat_timeouts_total", nil, 1},
+		{"wsactor_connections_accepted_total", nil, 1},
+		{"wsactor_connections_closed_total", nil, 1},
+		{"wsactor_connections_open", nil, 0},
+	})
+}
