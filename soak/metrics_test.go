@@ -58,9 +58,19 @@ func TestMetricsEndpoint(t *testing.T) {
 	if err := ask(opPanic); err == nil {
 		t.Fatal("panic op: no error")
 	}
-	// A barrier: the restart after the panic is done before this is read.
 	if err := ask(opEcho); err != nil {
 		t.Fatal(err)
+	}
+	// A barrier: the server observes an inbound reply just after writing
+	// it, and its own request's outcome before its caller returns; the
+	// connection's actor handles one after the other. (The client has no
+	// handler: its answer is an error reply.)
+	conns := s.srv.Conns()
+	if len(conns) != 1 {
+		t.Fatalf("%d server conns", len(conns))
+	}
+	if _, err := conns[0].Request(ctx, "barrier"); !errors.As(err, new(*wsactor.RemoteError)) {
+		t.Fatalf("barrier: %v", err)
 	}
 	defer func() { _ = cl.Close() }()
 	if chk.n.Load() != 0 {
@@ -91,6 +101,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		{"wsactor_handler_panics_total", nil, 1},
 		{"wsactor_bad_input_total", map[string]string{"kind": "panic"}, 1},
 		{"wsactor_requests_total", map[string]string{"direction": "outbound", "outcome": "reply"}, 0},
+		{"wsactor_requests_total", map[string]string{"direction": "outbound", "outcome": "error"}, 1},
 	} {
 		got, ok := sample(fams[w.name], w.labels)
 		if !ok || got != w.v {
