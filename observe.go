@@ -19,6 +19,10 @@ import (
 // request was in flight: outbound, from its registration on the actor
 // loop to its end; inbound, from its acceptance to the reply (or other
 // end); 0 for a request refused before either.
+//
+// An outbound outcome is observed before the caller of [Conn.Request] (or
+// the callback of [Conn.Go]) gets it. An inbound reply is observed just
+// after it was written, so the peer may have it a moment before.
 type Observer = actor.Observer
 
 // Direction says whose request an [Observer] hears about.

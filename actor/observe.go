@@ -78,7 +78,9 @@ type Observer interface {
 	// is how long it was in flight (outbound: from its registration on the
 	// loop; inbound: from its acceptance; 0 for a request refused before
 	// either). It must be fast and must not block, allocate much or call
-	// into the actor; a panic in it is not caught.
+	// into the actor; a panic in it is not caught. An outbound outcome is
+	// observed before the caller gets it; an inbound reply just after its
+	// write.
 	ObserveRequest(dir Direction, outcome Outcome, d time.Duration)
 }
 
