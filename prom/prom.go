@@ -186,3 +186,10 @@ func labelValues(n int, name func(int) string) []string {
 	}
 	return out
 }
+
+var (
+	_ Source               = (*wsactor.Server)(nil)
+	_ Source               = (*wsactor.Client)(nil)
+	_ wsactor.Observer     = (*Metrics)(nil)
+	_ prometheus.Collector = (*Metrics)(nil)
+)
