@@ -105,6 +105,9 @@ func (s *Server) writeAll(cs []*Conn, data []byte) BroadcastResult {
 		}
 	}
 	s.stats.messagesOut.Add(int64(res.Sent))
+	s.stats.broadcastSent.Add(int64(res.Sent))       // metrics
+	s.stats.broadcastSkipped.Add(int64(res.Skipped)) // metrics
+	s.stats.broadcastGone.Add(int64(res.Closed))     // metrics
 	return res
 }
 

@@ -337,5 +337,5 @@ func (cl *Client) Stats() Stats {
 	if c, _ := cl.current(); c != nil {
 		n = 1
 	}
-	return snapshot(&cl.stats, cl.sh.cfg.Stats(), n)
+	return snapshot(&cl.stats, cl.sh.cfg.Stats(), cl.sh.pool, n)
 }

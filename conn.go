@@ -48,6 +48,13 @@ type counters struct {
 	messagesIn, messagesOut   atomic.Int64
 	badInput                  atomic.Int64
 	reconnects                atomic.Int64
+
+	// For metrics (observe.go): by reason and kind; heartbeat drops;
+	// restart windows exhausted; broadcast writes.
+	refusedBy                                      [NumRefuseReasons]atomic.Int64
+	badInputBy                                     [NumBadInputKinds]atomic.Int64
+	heartbeats, giveUps                            atomic.Int64
+	broadcastSent, broadcastSkipped, broadcastGone atomic.Int64
 }
 
 func newShared(o options, st *counters) (*shared, error) {
@@ -64,6 +71,9 @@ func newShared(o options, st *counters) (*shared, error) {
 		actor.WithMailboxCapacity(o.mailbox),
 		actor.WithRestartDecider(sh.decide),
 		actor.WithBadInputHook(func(a *actor.Actor, err error) { sh.badInput(a.Tag().(*Conn), err) }),
+	}
+	if o.observer != nil {
+		actorOpts = append(actorOpts, actor.WithObserver(o.observer))
 	}
 	if o.busyRefusal {
 		actorOpts = append(actorOpts, actor.WithBusyRefusal())
@@ -103,6 +113,7 @@ func (sh *shared) decide(a *actor.Actor, cause error) error {
 		c.intensity = supervisor.NewIntensity(sh.o.restartMax, sh.o.restartWithin)
 	}
 	if !c.intensity.Allow(time.Now()) {
+		sh.stats.giveUps.Add(1)
 		return fmt.Errorf("%w (more than %d within %v): %w", ErrTooManyRestarts, sh.o.restartMax, sh.o.restartWithin, cause)
 	}
 	return nil
@@ -140,6 +151,7 @@ func within(b, outer []byte) bool {
 
 func (sh *shared) badInput(c *Conn, err error) {
 	sh.stats.badInput.Add(1)
+	sh.stats.badInputBy[badKind(err)].Add(1)
 	if sh.o.onError == nil {
 		return
 	}
@@ -356,6 +368,9 @@ func (e *connEvents) OnClose(_ *conn.Conn, err error) {
 		// Deferred, so that a server's Conns and Stats no longer count c
 		// once c.Done is closed, even if a hook below panicked.
 		defer c.sh.gone(c)
+	}
+	if errors.Is(err, conn.ErrHeartbeat) {
+		c.sh.stats.heartbeats.Add(1)
 	}
 	cause := fmt.Errorf("%w: %w", ErrConnLost, err)
 	err = closeCause(err)

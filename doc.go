@@ -54,6 +54,16 @@
 // requests pass it on, across connections and, with the cluster package,
 // nodes. The library depends on no tracing package.
 //
+// # Metrics
+//
+// [Server.Stats] and [Client.Stats] are counters read at any time
+// (refusals by [RefuseReason], bad input by [BadInputKind], restarts,
+// give-ups, heartbeat timeouts, broadcast deliveries and skips, …).
+// [WithObserver] adds one call per request outcome, with its
+// [Direction], [Outcome] and duration, for latency histograms; without it
+// nothing is timed. The prom package turns both into Prometheus metrics;
+// this package does not import Prometheus.
+//
 // # Wire
 //
 // Every message is one JSON text frame. A request is

@@ -88,3 +88,32 @@ func TestNoTracingDependency(t *testing.T) {
 		}
 	}
 }
+
+// TestPromLayering: the prom package sits on the root package and
+// client_golang only, and no other package of the module (but tests and
+// the programs that expose /metrics) reaches Prometheus: a user who does
+// not want metrics does not pull it in.
+func TestPromLayering(t *testing.T) {
+	const mod = "github.com/wsactor/wsactor"
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, "./prom").Output()
+	if err != nil {
+		t.Fatalf("go list prom: %v", err)
+	}
+	for _, imp := range strings.Fields(string(out)) {
+		if !strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") {
+			continue // standard library
+		}
+		if imp != mod && !strings.HasPrefix(imp, "github.com/prometheus/client_golang/") {
+			t.Errorf("prom imports %s; it may import only %s and github.com/prometheus/client_golang", imp, mod)
+		}
+	}
+	for _, pkg := range []string{".", "./actor", "./conn", "./envelope", "./mailbox", "./supervisor", "./cluster"} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		if strings.Contains(string(out), "github.com/prometheus/") {
+			t.Errorf("%s depends on Prometheus; only prom may", pkg)
+		}
+	}
+}

@@ -130,6 +130,7 @@ type options struct {
 	traceInject  func(context.Context) string
 	traceExtract func(context.Context, string) context.Context
 	traceSet     bool
+	observer     Observer // observe.go
 
 	// server
 	pingInterval time.Duration

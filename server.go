@@ -78,14 +78,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !originAllowed(r, s.sh.o.origins) {
-		s.stats.refused.Add(1)
+		s.stats.refuse(RefusedOrigin)
 		httpError(w, http.StatusForbidden, "origin not allowed")
 		return
 	}
 	// Admission before authentication, which may be costly: a full server
 	// refuses at the price of one atomic add.
 	if !s.admit() {
-		s.stats.refused.Add(1)
+		s.stats.refuse(RefusedCapacity)
 		w.Header().Set("Retry-After", "5")
 		httpError(w, http.StatusServiceUnavailable, "too many connections")
 		return
@@ -107,7 +107,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = &statusError{http.StatusInternalServerError, "authentication failed"}
 		}
 		if err != nil {
-			s.stats.refused.Add(1)
+			s.stats.refuse(RefusedAuth)
 			status := http.StatusUnauthorized
 			var sc interface{ StatusCode() int }
 			if errors.As(err, &sc) {
@@ -124,7 +124,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if closing {
-		s.stats.refused.Add(1)
+		s.stats.refuse(RefusedShutdown)
 		httpError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
@@ -141,7 +141,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	wc, err := s.up.Upgrade(w, r, (*connEvents)(c))
 	if err != nil {
-		s.stats.refused.Add(1)
+		s.stats.refuse(RefusedHandshake)
 		return // the upgrader answered the client
 	}
 	if err := c.start(wc); err != nil {
@@ -387,10 +387,23 @@ type Stats struct {
 	HandlerPanics           int64
 	Restarts                int64 // actor restarts after failures
 	Reconnects              int64 // client only
+
+	// For metrics (see [Observer] for requests by outcome).
+	RefusedBy         [NumRefuseReasons]int64 // Refused by reason (index: [RefuseReason])
+	BadInputBy        [NumBadInputKinds]int64 // BadInput by kind (index: [BadInputKind])
+	HeartbeatTimeouts int64                   // connections dropped for a missed heartbeat ([ErrHeartbeat])
+	GiveUps           int64                   // connections closed after too many restarts ([ErrTooManyRestarts])
+	BroadcastSent     int64                   // members a Broadcast or SendKey queued the message to
+	BroadcastSkipped  int64                   // members skipped: over [WithMaxOutboundBytes]
+	BroadcastClosed   int64                   // members skipped: their connection was closing
+	PoolWorkers       int                     // handler pool goroutines now (running a handler, or idle a moment before they exit)
+	PoolQueued        int                     // handlers waiting for a worker
 }
 
-func snapshot(st *counters, as *actor.Stats, open int) Stats {
-	return Stats{
+func snapshot(st *counters, as *actor.Stats, pool *actor.Pool, open int) Stats {
+	out := Stats{
+		PoolWorkers:       pool.Running(),
+		PoolQueued:        pool.Queued(),
 		Conns:             open,
 		Accepted:          st.accepted.Load(),
 		Refused:           st.refused.Load(),
@@ -418,7 +431,19 @@ func snapshot(st *counters, as *actor.Stats, open int) Stats {
 		HandlerPanics:     as.HandlerPanics.Load(),
 		Restarts:          as.Restarts.Load(),
 		Reconnects:        st.reconnects.Load(),
+		HeartbeatTimeouts: st.heartbeats.Load(),
+		GiveUps:           st.giveUps.Load(),
+		BroadcastSent:     st.broadcastSent.Load(),
+		BroadcastSkipped:  st.broadcastSkipped.Load(),
+		BroadcastClosed:   st.broadcastGone.Load(),
 	}
+	for i := range out.RefusedBy {
+		out.RefusedBy[i] = st.refusedBy[i].Load()
+	}
+	for i := range out.BadInputBy {
+		out.BadInputBy[i] = st.badInputBy[i].Load()
+	}
+	return out
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -426,5 +451,5 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n := len(s.conns)
 	s.mu.Unlock()
-	return snapshot(&s.stats, s.sh.cfg.Stats(), n)
+	return snapshot(&s.stats, s.sh.cfg.Stats(), s.sh.pool, n)
 }

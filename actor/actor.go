@@ -45,6 +45,7 @@ type Actor struct {
 	timer     *time.Timer     // fires a tick at timerAt
 	timerAt   int64           // the deadline the timer is armed for; 0: not armed
 	failure   error           // a failure raised while handling a message, handled after it
+	gaveUp    bool            // the restart decider stopped the actor (for the Observer)
 }
 
 // inflow is what Deliver and the loop share about the peer's requests in
@@ -724,6 +725,9 @@ func (a *Actor) complete(c *call, r Reply, err error) {
 	default:
 		s.Failed.Add(1)
 	}
+	if a.cfg.observer != nil {
+		a.observeCall(c, err)
+	}
 	if c.ch != nil {
 		c.ch <- result{r, err}
 		return
@@ -799,6 +803,7 @@ func (a *Actor) inboundEnvelope(d *delivery) {
 		if t, _ := a.inbound.get(bstr(d.id)); t != nil {
 			a.stats().CancelsReceived.Add(1)
 			a.endTask(t)
+			a.observeTask(t, OutcomeCanceled)
 			t.cancel()
 		}
 	}
@@ -820,12 +825,15 @@ func (a *Actor) startRequest(d *delivery) bool {
 	s.Received.Add(1)
 	switch {
 	case a.stopped:
+		a.observeRefused(a.endOutcome(a.closedErr()))
 		return false
 	case a.cfg.handler == nil:
 		a.replyError(d.id, CodeNoHandler, "no request handler")
+		a.observeRefused(OutcomeRefused)
 		return false
 	case a.draining:
 		a.replyError(d.id, CodeShutdown, "shutting down")
+		a.observeRefused(OutcomeShutdown)
 		return false
 	}
 	key := d.key
@@ -833,6 +841,7 @@ func (a *Actor) startRequest(d *delivery) bool {
 		s.DuplicateRequests.Add(1)
 		a.replyError(d.id, CodeDuplicateID, "a request with this id is in progress")
 		a.badInput(fmt.Errorf("%w: %s", ErrDuplicateRequest, clip(d.id)))
+		a.observeRefused(OutcomeRefused)
 		return false
 	}
 	// The cap counts handlers that have not returned, not the inbound set:
@@ -841,12 +850,15 @@ func (a *Actor) startRequest(d *delivery) bool {
 	if int(a.handlers) >= a.cfg.maxInbound {
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
+		a.observeRefused(OutcomeRefused)
 		return false
 	}
 	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key, hasTP: d.hasTP}
 	if d.timeout > 0 {
 		t.req.Timeout = time.Duration(min(d.timeout, maxTimeoutMs)) * time.Millisecond
 		t.dl, t.hasDL = now()+int64(t.req.Timeout), true
+	} else if a.cfg.observer != nil {
+		t.dl = now() // the start, for the observer (see task.start)
 	}
 	if a.cfg.inline {
 		// On the loop (WithInlineHandlers): in the inbound set while it
@@ -870,6 +882,7 @@ func (a *Actor) startRequest(d *delivery) bool {
 		t.cancel()
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "server busy")
+		a.observeRefused(OutcomeRefused)
 		return false
 	}
 	a.inbound.put(key, t)
@@ -934,6 +947,9 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 	}
 	a.endTask(t)
 	if quiet {
+		// The handler gave up on its ctx, which only its deadline ends
+		// while it is in the inbound set.
+		a.observeTask(t, OutcomeTimeout)
 		return
 	}
 	if err == nil {
@@ -945,15 +961,18 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 		werr := a.t.Write(*buf)
 		putFrame(buf)
 		if werr == nil {
+			a.observeTask(t, OutcomeReply)
 			return
 		}
 		a.stats().Answered.Add(-1)
+		a.observeTask(t, OutcomeLost)
 		// Too large, or the peer reads too slowly: tell it with a (small)
 		// error reply rather than let it wait for its timeout.
 		a.badInput(fmt.Errorf("%w: %w", ErrReplyNotSent, werr))
 		a.replyError(t.id(), CodeReplyFailed, werr.Error())
 		return
 	}
+	a.observeTask(t, OutcomeError)
 	if errors.Is(err, ErrHandlerPanic) {
 		a.stats().HandlerPanics.Add(1)
 		a.replyError(t.id(), CodePanic, "the handler panicked")
@@ -995,6 +1014,7 @@ func (a *Actor) restart(cause error) {
 			verdict = fmt.Errorf("actor: restart decider panicked: %w (failure: %w)", r.AsError(), cause)
 		}
 		if verdict != nil {
+			a.gaveUp = true
 			a.stop(verdict, 1011, closeReason(verdict))
 			return
 		}
@@ -1020,6 +1040,7 @@ func (a *Actor) failAll(err error, reply bool) {
 	for t := range a.inbound.all() {
 		a.endTask(t)
 		t.cancel()
+		a.observeTask(t, a.endOutcome(err))
 		if reply {
 			a.replyError(t.id(), CodeRestarted, "the connection actor restarted")
 		}

@@ -89,6 +89,7 @@ type Config struct {
 	decide          func(a *Actor, cause error) error
 	onBadInput      func(a *Actor, err error)
 	onRestart       func(a *Actor, cause error)
+	observer        Observer
 	stats           *Stats
 }
 

@@ -382,6 +382,9 @@ func (p *Pool) Running() int {
 	return int(p.state.Load() &^ closedBit)
 }
 
+// Queued reports the number of tasks waiting for a worker.
+func (p *Pool) Queued() int { return int(p.queued.Load()) }
+
 // Close refuses new tasks and waits until every accepted task has run and
 // every worker has exited. Tasks must end by themselves (actors cancel their
 // handlers' contexts when they stop); a task that calls Close waits for

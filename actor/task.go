@@ -35,7 +35,10 @@ type task struct {
 	// key is the request's id as the actor's inbound map key and the id of
 	// the reply. The handler cannot change it (req.ID is its own copy).
 	key string
-	dl  int64 // deadline in now() nanoseconds, if hasDL
+	// dl is the deadline in now() nanoseconds, if hasDL. Without one, and
+	// with an [Observer], it is when the request was accepted (see start):
+	// a field of its own would move a task up a size class.
+	dl int64
 
 	hasDL  bool          // the peer gave a timeout
 	hasTP  bool          // the peer gave a traceparent: see traceparent
@@ -59,6 +62,15 @@ type afterEntry struct{ f func() }
 // closedchan is the done channel of a task that ended before anyone asked
 // for Done.
 var closedchan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// start is when the request was accepted, in now() nanoseconds (with an
+// [Observer]; else 0 unless the peer gave a timeout).
+func (t *task) start() int64 {
+	if t.hasDL {
+		return t.dl - int64(t.req.Timeout)
+	}
+	return t.dl
+}
 
 // Run runs the handler; the pool calls it on a worker.
 func (t *task) Run() { t.a.runTask(t) }

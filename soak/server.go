@@ -16,7 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/prom"
 )
 
 // serverSide is the soak's wsactor server: its listeners, its request and
@@ -32,11 +35,12 @@ type serverSide struct {
 	led *ledger  // requests this server issues
 	lat *latency // server → client echo round trips
 
-	srv  *wsactor.Server
-	opts []wsactor.Option        // srv's, for the other nodes' servers
-	ns   atomic.Pointer[nodeSet] // -nodes N: the cluster (nodes.go)
-	hs   []*http.Server
-	urls []string
+	srv     *wsactor.Server
+	opts    []wsactor.Option        // srv's, for the other nodes' servers
+	metrics *prom.Metrics           // srv's (node 1's), served at /metrics
+	ns      atomic.Pointer[nodeSet] // -nodes N: the cluster (nodes.go)
+	hs      []*http.Server
+	urls    []string
 
 	serve sync.WaitGroup // http.Server.Serve
 	load  sync.WaitGroup // driver and request goroutines
@@ -82,14 +86,21 @@ func newServerSide(cfg *Config, chk *checker, pay *payloads, addrs []string) (*s
 	if cfg.Workers > 0 {
 		opts = append(opts, wsactor.WithHandlerPool(cfg.Workers, 65536))
 	}
-	srv, err := wsactor.NewServer(opts...)
+	// The observer is node 1's alone: the other nodes' servers (opts) do
+	// not count into the metrics of this one.
+	s.metrics = prom.New()
+	srv, err := wsactor.NewServer(append(slices.Clip(opts), wsactor.WithObserver(s.metrics))...)
 	if err != nil {
 		return nil, err
 	}
 	s.srv, s.opts = srv, opts
+	s.metrics.Watch(srv)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.metrics)
 	mux := http.NewServeMux()
 	mux.Handle("/primus", srv)
 	mux.Handle("/primus/", srv)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	for _, addr := range addrs {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {

@@ -18,8 +18,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/cluster"
+	"github.com/wsactor/wsactor/prom"
 )
 
 //go:embed static
@@ -64,6 +67,7 @@ type chat struct {
 	cfg config
 	srv *wsactor.Server
 	mux *http.ServeMux
+	met *prom.Metrics // srv's, served at /metrics
 
 	node *cluster.Node        // nil when alone
 	subs []*nats.Subscription // subjectPost, subjectUsers
@@ -150,7 +154,9 @@ func newChat(cfg config) (*chat, error) {
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
+	c.met = prom.New()
 	srv, err := wsactor.NewServer(
+		wsactor.WithObserver(c.met),
 		wsactor.WithRequestHandler(c.handle),
 		wsactor.WithDisconnectHook(c.left),
 		wsactor.WithRequestTimeout(10*time.Second),
@@ -176,6 +182,11 @@ func newChat(cfg config) (*chat, error) {
 	c.mux.Handle("/primus", srv)
 	c.mux.Handle("/primus/", srv)
 	c.mux.Handle("/", http.FileServerFS(page))
+	// Prometheus metrics of this node's wsactor server (package prom).
+	c.met.Watch(srv)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.met)
+	c.mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	go c.presenceLoop()
 	return c, nil
 }
