@@ -1,6 +1,6 @@
 // wsactor.js — a small, dependency-free client for the Primus + primus-responder
 // wire (see PRIMUS-WIRE.md) with the wsactor extensions (request timeout hint,
-// error responses, cancel envelopes). Works in browsers and in Node >= 20 when a
+// error responses, cancel envelopes, W3C traceparent). Works in browsers and in Node >= 20 when a
 // WebSocket constructor is injected (for example the `ws` package).
 //
 //   import { connect } from './wsactor.js';
@@ -87,6 +87,23 @@ function uuidv4() {
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$/s;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_PARENT = '0'.repeat(16);
+
+/**
+ * Check a W3C Trace Context traceparent (https://www.w3.org/TR/trace-context/#traceparent-header):
+ * "version-traceid-parentid-flags", lower-case hex, version not ff, ids not all zero; version 00 is
+ * exactly 55 characters, a later version may go on after a "-". Returns its first 55 characters, the part
+ * every version shares, or undefined when it is not valid (or not a string).
+ */
+export function validTraceparent(tp) {
+  if (typeof tp !== 'string' || !TRACEPARENT.test(tp)) return undefined;
+  if (tp.startsWith('ff') || (tp.startsWith('00') && tp.length !== 55)) return undefined;
+  if (tp.slice(3, 35) === ZERO_TRACE || tp.slice(36, 52) === ZERO_PARENT) return undefined;
+  return tp.slice(0, 55);
 }
 
 function utf8Length(s) {
@@ -196,9 +213,12 @@ class Client {
   }
 
   /**
-   * Set the handler for requests from the peer (null removes it). handler(data, {signal, id}) may
-   * return a value or a Promise; a throw/rejection becomes an error response. signal aborts when
+   * Set the handler for requests from the peer (null removes it). handler(data, {signal, id, traceparent})
+   * may return a value or a Promise; a throw/rejection becomes an error response. signal aborts when
    * the peer cancels, the connection drops, or the client closes; no response is sent then.
+   * traceparent is the W3C traceparent the peer sent with the request (a wsactor extension), or
+   * undefined when it sent none or an invalid one; pass it to request() to keep a nested request
+   * in the same trace.
    */
   onRequest(handler) {
     if (handler !== null && typeof handler !== 'function') throw new TypeError('wsactor: handler must be a function or null');
@@ -242,11 +262,14 @@ class Client {
   /**
    * Send a request and wait for its response data.
    * @param {*} data any JSON value (undefined: no data key).
-   * @param {{timeout?: number, signal?: AbortSignal}} [opts] timeout in ms (default 30000; 0 or Infinity: none).
+   * @param {{timeout?: number, signal?: AbortSignal, traceparent?: string}} [opts] timeout in ms (default 30000;
+   *   0 or Infinity: none). traceparent: a W3C traceparent to send with the request (a wsactor extension
+   *   that stock Primus peers ignore), e.g. of the caller's span or the one a request handler was given;
+   *   an invalid one (see validTraceparent) is not sent.
    * @returns {Promise<*>} rejects with RemoteError, TimeoutError, AbortError, DisconnectedError, ClosedError,
    *   QueueFullError, TypeError (unencodable) or RangeError (too large).
    */
-  request(data, { timeout = 30000, signal } = {}) {
+  request(data, { timeout = 30000, signal, traceparent } = {}) {
     return new Promise((resolve, reject) => {
       if (this._state === 'closed') return reject(new ClosedError('wsactor: client is closed'));
       if (signal?.aborted) {
@@ -275,6 +298,7 @@ class Client {
         onAbort: null,
         conn: null, // the connection it was written to
         entry: null, // its queue entry while queued
+        traceparent: validTraceparent(traceparent),
       };
       if ((dataJSON?.length ?? 0) * 3 + 200 > this._maxMessageSize) {
         try {
@@ -302,6 +326,7 @@ class Client {
 
   _requestFrame(call) {
     let s = `{"plugin":"${PLUGIN}","requestId":${JSON.stringify(call.id)}`;
+    if (call.traceparent !== undefined) s += `,"traceparent":"${call.traceparent}"`;
     if (call.dataJSON !== undefined) s += `,"data":${call.dataJSON}`;
     if (call.deadline !== Infinity) s += `,"timeout":${Math.max(1, call.deadline - Date.now())}`;
     return s + '}';
@@ -614,7 +639,7 @@ class Client {
     };
     let result;
     try {
-      result = handler(msg.data, { signal: ac.signal, id });
+      result = handler(msg.data, { signal: ac.signal, id, traceparent: validTraceparent(msg.traceparent) });
     } catch (err) {
       if (done()) this._respond(conn, id, undefined, errorBody(err));
       return;
