@@ -57,6 +57,11 @@ type afterEntry struct{ f func() }
 // for Done.
 var closedchan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
+// held is what t's request counts against WithMaxInboundBytes until its
+// handler returns: the buffer Deliver copied it into (its id, its data and
+// the id again for key). a, key and req never change.
+func (t *task) held() int64 { return int64(2*len(t.key) + len(t.req.Data)) }
+
 // Run runs the handler; the pool calls it on a worker.
 func (t *task) Run() { t.a.runTask(t) }
 
