@@ -153,7 +153,7 @@ func defaultOptions() options {
 		maxInboundB:     DefaultMaxInboundBytes,
 		mailbox:         1024,
 		maxMessage:      conn.DefaultMaxMessageSize,
-		maxOutbound:     4 << 20,
+		maxOutbound:     DefaultMaxOutboundBytes,
 		writeTimeout:    10 * time.Second,
 		frameTimeout:    conn.DefaultFrameTimeout,
 		maxConns:        DefaultMaxConnections,
@@ -392,7 +392,20 @@ func WithMaxMessageSize(n int) Option {
 
 // WithMaxOutboundBytes bounds the bytes queued for writing per connection.
 // A message that would go over fails with [ErrWriteQueueFull] and the
-// connection stays; the peer is a slow reader. Default 4 MiB.
+// connection stays; the peer is a slow reader. One message larger than n
+// is queued when nothing else is. Default 1 MiB
+// ([DefaultMaxOutboundBytes]).
+//
+// Why 1 MiB: a peer that sends requests and never reads the replies makes
+// the server hold them here until the socket takes them, or until
+// [WithWriteTimeout] (10 s) drops the connection once the socket stops
+// taking bytes; the kernel's socket buffer comes on top. 1 MiB is 16
+// replies of the default 64 KiB, or thousands of small ones, enough to
+// ride out a reader's pause of a few seconds at chat or game rates; with
+// [WithMaxConnections]' 10,000 peers it adds up to 10 GiB at worst, where
+// 4 MiB (the default before) made 40 GiB. A busy broadcaster whose members
+// may fall behind for longer can raise it; those over it are skipped
+// ([BroadcastResult].Skipped) rather than buffered.
 func WithMaxOutboundBytes(n int) Option {
 	return Option{"WithMaxOutboundBytes", both, func(o *options) { o.maxOutbound = n }}
 }
@@ -438,6 +451,8 @@ const (
 	DefaultMaxMessageSize = conn.DefaultMaxMessageSize
 	// DefaultFrameTimeout is the default of [WithFrameTimeout].
 	DefaultFrameTimeout = conn.DefaultFrameTimeout
+	// DefaultMaxOutboundBytes is the default of [WithMaxOutboundBytes].
+	DefaultMaxOutboundBytes = conn.DefaultMaxOutboundBytes
 	// DefaultMaxInboundBytes is the default of [WithMaxInboundBytes].
 	DefaultMaxInboundBytes = actor.DefaultMaxInboundBytes
 )
