@@ -455,10 +455,11 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 // one at a time.
 //
 // It holds no lock while it waits, and it returns [ErrClosed] once the
-// actor has stopped or its owner said the transport closed
+// actor has stopped or (for a request) its owner said the transport closed
 // ([Actor.TransportClosed]), so a reader never stays stuck on a closed
 // connection: it goes on, sees the close and stops the actor, which cancels
-// the handlers.
+// the handlers. Responses and cancels do not wait once the transport has
+// closed, and still go in, as before the budget.
 func (a *Actor) admit(req bool, n int64) (refuse bool, err error) {
 	f := a.inflow()
 	limit := int32(a.cfg.maxInbound)
@@ -493,14 +494,16 @@ func (a *Actor) admit(req bool, n int64) (refuse bool, err error) {
 			return false, a.closedErr()
 		}
 	}
+	if !req {
+		// Even once the transport closed: a reply read before the close
+		// is still matched to its request.
+		return false, nil
+	}
 	if f.gone.Load() {
 		return false, ErrClosed
 	}
-	if req {
-		f.admitted.Add(1)
-		return overBytes(), nil
-	}
-	return false, nil
+	f.admitted.Add(1)
+	return overBytes(), nil
 }
 
 // release ends a request counted by admit, and the n bytes Deliver counted
