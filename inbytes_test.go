@@ -5,6 +5,7 @@ package wsactor_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -53,8 +54,7 @@ func TestMaxInboundBytesBoundsHeldRequests(t *testing.T) {
 	p := dialRawBuf(t, url, n+16)
 
 	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
+	settledHeap(&before)
 	wrote := rawWriter(p, frames)
 
 	// A window in which a server without the budget reads the whole flood
@@ -79,8 +79,7 @@ watch:
 	}
 	window.Stop()
 	tick.Stop()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
+	settledHeap(&after)
 	runtime.KeepAlive(frames) // the peer's frames were in the baseline: they stay out of the growth
 	st := srv.Stats()
 	if st.Received > most+1 || held > heldMax {
@@ -121,4 +120,77 @@ watch:
 	if st := srv.Stats(); st.Busy != 0 || st.Answered != n || st.InboundBytes != 0 {
 		t.Fatalf("server: busy %d, answered %d of %d, %d bytes still held", st.Busy, st.Answered, n, st.InboundBytes)
 	}
+}
+
+// Issue item 8: a peer that sends requests and never reads the replies
+// makes the server hold at most the default WithMaxOutboundBytes (1 MiB)
+// of them in its queue (plus the kernel's socket buffers, not the heap):
+// replies beyond it are refused (reported as bad input, the connection
+// stays) instead of buffered, until the write timeout drops the peer. The
+// server's heap grows by about 1 MiB; with the former default of 4 MiB it
+// grew by over 4 MiB.
+func TestMaxOutboundBytesDefaultBoundsUnreadReplies(t *testing.T) {
+	const pad = 60 << 10
+	const bound = 1 << 20                   // what a slow reader may cost by default
+	const heapMax = bound + 1<<20 + 512<<10 // one frame over, the requests' and sockets' buffers, the test's garbage
+	big := json.RawMessage(`"` + strings.Repeat("y", pad) + `"`)
+	h := func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) { return big, nil }
+	// A long write timeout: the peer is not dropped while the test looks.
+	srv, url := startServer(t, wsactor.WithRequestHandler(h), wsactor.WithWriteTimeout(time.Minute))
+	p := dialRawBuf(t, url, 0) // reads one reply and then no more
+
+	var before, after runtime.MemStats
+	settledHeap(&before)
+	sent := int64(0)
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	// In batches, each once the server has answered the last, until a
+	// whole batch's replies are refused: the kernel's socket buffers are
+	// full and the queue stays full.
+	const batch = 50
+	for refusedBefore, refused := int64(-1), int64(0); refused-refusedBefore < batch; {
+		st := srv.Stats()
+		if sent >= 20000 || time.Now().After(deadline) {
+			t.Fatalf("%d requests sent, the outbound queue never stayed full (%+v)", sent, st)
+		}
+		if st.Received != sent || st.InProgress != 0 {
+			<-tick.C
+			continue
+		}
+		refusedBefore, refused = refused, st.BadInput
+		if refused-refusedBefore >= batch {
+			break
+		}
+		for range batch {
+			sent++
+			p.write(t, false, rawRequest(int(sent), "1"))
+		}
+	}
+	// Until the server has read every request and its handlers' replies
+	// went to the queue or were refused: then it holds only the queue.
+	for st := srv.Stats(); st.Received != sent || st.InProgress != 0; st = srv.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests sent, the server is still busy: %+v", sent, st)
+		}
+		<-tick.C
+	}
+	settledHeap(&after)
+	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	st := srv.Stats()
+	t.Logf("%d requests sent, %d answered, %d replies refused; heap growth %.2f MiB", sent, st.Answered, st.BadInput, float64(growth)/(1<<20))
+	if growth > heapMax {
+		t.Fatalf("the heap grew by %d bytes with the peer's replies unread, want at most %d", growth, heapMax)
+	}
+	if st.Conns != 1 {
+		t.Fatalf("%d connections open, want the slow reader's to stay", st.Conns)
+	}
+}
+
+// settledHeap reads the heap after two collections: the second empties the
+// sync.Pools' victim caches, which are not held by anyone.
+func settledHeap(m *runtime.MemStats) {
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(m)
 }
