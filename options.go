@@ -332,9 +332,9 @@ func WithMaxInbound(n int) Option {
 }
 
 // WithBusyRefusal answers a request over [WithMaxInbound] or
-// [WithMaxInboundBytes] at once with an error reply of code [CodeBusy] (the reply's error; a stock Primus client
-// sees it as an undefined answer), instead of pausing the connection's
-// reads until a request ends. For peers that retry busy replies and want to
+// [WithMaxInboundBytes] at once with an error reply of code [CodeBusy]
+// (the reply's error; a stock Primus client sees it as an undefined
+// answer), instead of pausing the connection's reads until a request ends. For peers that retry busy replies and want to
 // know at once; memory stays bounded either way.
 func WithBusyRefusal() Option {
 	return Option{"WithBusyRefusal", both, func(o *options) { o.busyRefusal = true }}
@@ -352,8 +352,9 @@ func WithBusyRefusal() Option {
 // peer, reading goes on, replies get through, and a request over the
 // budget is answered with an error reply of code [CodeBusy] (of which only
 // the id was kept); [WithBusyRefusal] always answers busy. A message larger
-// than n is read once nothing else is held, and alone: raise n with
-// [WithMaxMessageSize], or messages that size are handled one at a time.
+// than n is read once nothing else is held, and alone: when you raise
+// [WithMaxMessageSize] past n, raise n too, or messages that large are
+// handled one at a time.
 //
 // Why 1 MiB: it is 16 messages of the default 64 KiB in progress at once
 // per connection, and it bounds what a connection's requests can hold to
