@@ -334,8 +334,11 @@ func (cl *Client) abortCurrent(cause error, reason string) {
 // Stats returns a snapshot of the client's counters.
 func (cl *Client) Stats() Stats {
 	n := 0
+	var held int64
 	if c, _ := cl.current(); c != nil {
-		n = 1
+		n, held = 1, c.a.InboundBytes()
 	}
-	return snapshot(&cl.stats, cl.sh.cfg.Stats(), cl.sh.pool, n)
+	st := snapshot(&cl.stats, cl.sh.cfg.Stats(), cl.sh.pool, n)
+	st.InboundBytes = held
+	return st
 }

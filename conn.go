@@ -68,6 +68,7 @@ func newShared(o options, st *counters) (*shared, error) {
 		actor.WithRequestTimeout(o.requestTimeout),
 		actor.WithMaxPending(o.maxPending),
 		actor.WithMaxInbound(o.maxInbound),
+		actor.WithMaxInboundBytes(o.maxInboundB),
 		actor.WithMailboxCapacity(o.mailbox),
 		actor.WithRestartDecider(sh.decide),
 		actor.WithBadInputHook(func(a *actor.Actor, err error) { sh.badInput(a.Tag().(*Conn), err) }),

@@ -86,8 +86,8 @@
 // [WithInlineHandlers], on the actor's loop: they must not block); socket
 // writes happen on an on-demand flusher. While a connection has
 // [WithMaxInbound] requests in progress (counted until their handlers
-// return) its read goroutine waits before the next request, which is
-// backpressure to the peer; the pool takes waiting handlers from the
+// return), or holds [WithMaxInboundBytes] of the peer's messages, its read
+// goroutine waits before the next one, which is backpressure to the peer; the pool takes waiting handlers from the
 // connections in turn. Per server: one heartbeat
 // goroutine. Per client: one supervisor goroutine. Shutdown and Close wait
 // for all of them.

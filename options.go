@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsactor/wsactor/actor"
 	"github.com/wsactor/wsactor/conn"
 	"github.com/wsactor/wsactor/supervisor"
 )
@@ -116,6 +117,7 @@ type options struct {
 	requestTimeout time.Duration
 	maxPending     int
 	maxInbound     int
+	maxInboundB    int
 	busyRefusal    bool
 	mailbox        int
 	maxMessage     int
@@ -153,9 +155,10 @@ func defaultOptions() options {
 		requestTimeout:  30 * time.Second,
 		maxPending:      4096,
 		maxInbound:      1024,
+		maxInboundB:     DefaultMaxInboundBytes,
 		mailbox:         1024,
 		maxMessage:      conn.DefaultMaxMessageSize,
-		maxOutbound:     4 << 20,
+		maxOutbound:     DefaultMaxOutboundBytes,
 		writeTimeout:    10 * time.Second,
 		frameTimeout:    conn.DefaultFrameTimeout,
 		maxConns:        DefaultMaxConnections,
@@ -199,6 +202,7 @@ func buildOptions(want scope, opts []Option) (options, error) {
 	check(o.requestTimeout > 0, "request timeout %v, want > 0", o.requestTimeout)
 	check(o.maxPending >= 1, "max pending %d, want >= 1", o.maxPending)
 	check(o.maxInbound >= 1, "max inbound %d, want >= 1", o.maxInbound)
+	check(o.maxInboundB >= 1, "max inbound bytes %d, want >= 1", o.maxInboundB)
 	check(o.mailbox >= 1, "mailbox capacity %d, want >= 1", o.mailbox)
 	check(o.maxMessage >= 64, "max message size %d, want >= 64", o.maxMessage)
 	check(o.maxOutbound >= 1, "max outbound bytes %d, want >= 1", o.maxOutbound)
@@ -310,7 +314,7 @@ func WithMaxPending(n int) Option {
 // With n in progress, the connection stops reading until one ends: TCP
 // backpressure makes the peer's sends wait, and every request is answered,
 // later (as a stock Primus server does, which has no cap). Memory stays
-// bounded: n requests, plus the mailbox ([WithMailboxCapacity]) and the
+// bounded: n requests and [WithMaxInboundBytes] of their data, and the
 // socket buffers. Replies keep going out while reading waits, and a peer
 // that sends without reading them meets [WithMaxOutboundBytes] and
 // [WithWriteTimeout].
@@ -335,13 +339,40 @@ func WithMaxInbound(n int) Option {
 	return Option{"WithMaxInbound", both, func(o *options) { o.maxInbound = n }}
 }
 
-// WithBusyRefusal answers a request over [WithMaxInbound] at once with an
-// error reply of code [CodeBusy] (the reply's error; a stock Primus client
-// sees it as an undefined answer), instead of pausing the connection's
-// reads until a request ends. For peers that retry busy replies and want to
+// WithBusyRefusal answers a request over [WithMaxInbound] or
+// [WithMaxInboundBytes] at once with an error reply of code [CodeBusy]
+// (the reply's error; a stock Primus client sees it as an undefined
+// answer), instead of pausing the connection's reads until a request ends. For peers that retry busy replies and want to
 // know at once; memory stays bounded either way.
 func WithBusyRefusal() Option {
 	return Option{"WithBusyRefusal", both, func(o *options) { o.busyRefusal = true }}
+}
+
+// WithMaxInboundBytes caps the bytes of the peer's messages a connection
+// holds: each request read (its id and data) from the moment it is read
+// until its handler has returned, as [WithMaxInbound] counts it, and the
+// replies and cancels read but not yet handled by the connection's actor.
+// Default 1 MiB ([DefaultMaxInboundBytes]).
+//
+// Over it, the connection stops reading until a handler returns (TCP
+// backpressure), exactly as over [WithMaxInbound], with the same
+// exception: while a handler of the connection waits for a reply from the
+// peer, reading goes on, replies get through, and a request over the
+// budget is answered with an error reply of code [CodeBusy] (of which only
+// the id was kept); [WithBusyRefusal] always answers busy. A message larger
+// than n is read once nothing else is held, and alone: when you raise
+// [WithMaxMessageSize] past n, raise n too, or messages that large are
+// handled one at a time.
+//
+// Why 1 MiB: it is 16 messages of the default 64 KiB in progress at once
+// per connection, and it bounds what a connection's requests can hold to
+// the same order as [WithMaxOutboundBytes]: without it a peer could make
+// the server hold [WithMaxInbound] × [WithMaxMessageSize] (1024 × 64 KiB
+// = 64 MiB) per connection with slow handlers, plus as much again in the
+// mailbox. With [WithMaxConnections]' 10,000 peers the budget adds up to
+// 10 GiB at worst: lower it (or the connection cap) on a smaller machine.
+func WithMaxInboundBytes(n int) Option {
+	return Option{"WithMaxInboundBytes", both, func(o *options) { o.maxInboundB = n }}
 }
 
 // WithMailboxCapacity bounds each connection actor's mailbox. When it is
@@ -370,7 +401,20 @@ func WithMaxMessageSize(n int) Option {
 
 // WithMaxOutboundBytes bounds the bytes queued for writing per connection.
 // A message that would go over fails with [ErrWriteQueueFull] and the
-// connection stays; the peer is a slow reader. Default 4 MiB.
+// connection stays; the peer is a slow reader. One message larger than n
+// is queued when nothing else is. Default 1 MiB
+// ([DefaultMaxOutboundBytes]).
+//
+// Why 1 MiB: a peer that sends requests and never reads the replies makes
+// the server hold them here until the socket takes them, or until
+// [WithWriteTimeout] (10 s) drops the connection once the socket stops
+// taking bytes; the kernel's socket buffer comes on top. 1 MiB is 16
+// replies of the default 64 KiB, or thousands of small ones, enough to
+// ride out a reader's pause of a few seconds at chat or game rates; with
+// [WithMaxConnections]' 10,000 peers it adds up to 10 GiB at worst, where
+// 4 MiB (the default before) made 40 GiB. A busy broadcaster whose members
+// may fall behind for longer can raise it; those over it are skipped
+// ([BroadcastResult].Skipped) rather than buffered.
 func WithMaxOutboundBytes(n int) Option {
 	return Option{"WithMaxOutboundBytes", both, func(o *options) { o.maxOutbound = n }}
 }
@@ -416,6 +460,10 @@ const (
 	DefaultMaxMessageSize = conn.DefaultMaxMessageSize
 	// DefaultFrameTimeout is the default of [WithFrameTimeout].
 	DefaultFrameTimeout = conn.DefaultFrameTimeout
+	// DefaultMaxOutboundBytes is the default of [WithMaxOutboundBytes].
+	DefaultMaxOutboundBytes = conn.DefaultMaxOutboundBytes
+	// DefaultMaxInboundBytes is the default of [WithMaxInboundBytes].
+	DefaultMaxInboundBytes = actor.DefaultMaxInboundBytes
 )
 
 // WithMaxConnections caps the server's open connections (upgrades in

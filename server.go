@@ -381,6 +381,7 @@ type Stats struct {
 	// The peer's requests.
 	Received, Answered, AnsweredError, Busy, CancelsReceived, DuplicateRequests, InProgress int64
 	RepliesNotSent                                                                          int64 // replies refused by the transport: too large, or the peer not reading
+	InboundBytes                                                                            int64 // gauge: bytes of the peer's messages held now (WithMaxInboundBytes), all connections
 
 	MessagesIn, MessagesOut int64
 	BadInput                int64 // everything reported to the error hook
@@ -450,6 +451,12 @@ func snapshot(st *counters, as *actor.Stats, pool *actor.Pool, open int) Stats {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n := len(s.conns)
+	var held int64
+	for c := range s.conns {
+		held += c.a.InboundBytes()
+	}
 	s.mu.Unlock()
-	return snapshot(&s.stats, s.sh.cfg.Stats(), s.sh.pool, n)
+	st := snapshot(&s.stats, s.sh.cfg.Stats(), s.sh.pool, n)
+	st.InboundBytes = held
+	return st
 }

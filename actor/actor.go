@@ -48,14 +48,18 @@ type Actor struct {
 	gaveUp    bool            // the restart decider stopped the actor (for the Observer)
 }
 
-// inflow is what Deliver and the loop share about the peer's requests in
-// progress (see admit). It is made at the first request from the peer, so
-// that a connection that never gets one does not pay for it.
+// inflow is what Deliver and the loop share about the peer's envelopes
+// held (see admit). It is made at the first envelope from the peer, so that
+// a connection that never gets one does not pay for it.
 type inflow struct {
 	// admitted counts requests Deliver let in that have not ended: not yet
 	// read by the loop, refused, or accepted and their handler has not
 	// returned.
 	admitted atomic.Int32
+	// bytes counts what Deliver copied and the actor still holds (what
+	// WithMaxInboundBytes caps): envelopes in the mailbox, and each
+	// accepted request's buffer until its handler has returned.
+	bytes atomic.Int64
 	// selfWaits counts this side's pending requests made by the actor's own
 	// handlers: while one waits for its reply, the reader must read on.
 	selfWaits atomic.Int32
@@ -91,7 +95,7 @@ const (
 type msg struct {
 	op    op
 	kind  envelope.Kind // opInbound: the envelope's kind
-	code  uint16        // opStop: close code; opResult: quietResult; opInbound: inHasData
+	code  uint16        // opStop: close code; opResult: quietResult; opInbound: inHasData or inBusy
 	idLen uint32        // opInbound: data[:idLen] is the id
 	call  *call
 	task  *task
@@ -103,12 +107,26 @@ type msg struct {
 	timeout int64
 }
 
-// Flags in an opInbound msg's code: the envelope has "data"; a request
-// has a traceparent (its TraceparentLen bytes lie between data and key).
+// Flags in an opInbound msg's code: inHasData, the envelope has "data";
+// inHasTrace, a request has a traceparent (its TraceparentLen bytes lie
+// between data and key); inBusy, a request over WithMaxInboundBytes that
+// Deliver did not wait for: only its id was kept, and it is answered with
+// busy.
 const (
 	inHasData  = 1
 	inHasTrace = 2
+	inBusy     = 4
 )
+
+// held is what m counts against WithMaxInboundBytes: the buffer Deliver
+// copied the envelope into, and an error reply's text.
+func (m *msg) held() int64 {
+	n := int64(len(m.data))
+	if re, ok := m.err.(*RemoteError); ok {
+		n += int64(len(re.Code) + len(re.Message))
+	}
+	return n
+}
 
 // delivery is an envelope from the peer as the loop reads it out of an
 // opInbound msg. Its slices alias the buffer Deliver copied the envelope
@@ -122,11 +140,13 @@ type delivery struct {
 	hasTP   bool   // requests: the peer's traceparent lies just before key (task.traceparent)
 	rerr    error  // a *RemoteError when the peer answered with an error
 	timeout int64
+	held    int64 // what the envelope counts against WithMaxInboundBytes
+	busy    bool  // a request to refuse with busy (inBusy)
 }
 
 func (m *msg) delivery() delivery {
 	nid := int(m.idLen)
-	d := delivery{kind: m.kind, id: m.data[:nid:nid], rerr: m.err, timeout: m.timeout}
+	d := delivery{kind: m.kind, id: m.data[:nid:nid], rerr: m.err, timeout: m.timeout, held: m.held(), busy: m.code&inBusy != 0}
 	end := len(m.data)
 	if m.kind == envelope.KindRequest {
 		end -= nid
@@ -363,87 +383,121 @@ func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 
 // Deliver hands the actor an envelope read from the peer (a request, a
 // response or a cancel). It copies what it keeps. It waits while the mailbox
-// is full, and (unless the Config has [WithBusyRefusal]) a request waits
-// while the peer has [WithMaxInbound] requests in progress: either stops
-// the connection's reader, which is backpressure to the peer. The wait for
-// room is skipped while a handler of this actor waits for a reply from the
-// peer, which only the reader can deliver (see [WithMaxInbound]). After the
-// actor stopped it returns [ErrClosed] and drops env.
+// is full, while the actor holds [WithMaxInboundBytes] of the peer's
+// envelopes, and (unless the Config has [WithBusyRefusal]) a request waits
+// while the peer has [WithMaxInbound] requests in progress: each stops the
+// connection's reader, which is backpressure to the peer. The wait for room
+// is skipped while a handler of this actor waits for a reply from the peer,
+// which only the reader can deliver (see [WithMaxInbound]); a request over
+// a limit is then answered with busy. After the actor stopped it returns
+// [ErrClosed] and drops env.
 //
 // Deliver is for the connection's reader, a goroutine of the owner's: when
 // the mailbox is idle it runs the loop itself for a bounded number of
 // messages (see [mailbox.WithInlineDrain]), which may include handlers,
 // callbacks of [Actor.Go] and hooks. It is the only method that does.
 func (a *Actor) Deliver(env envelope.Envelope) error {
+	req := false
 	switch env.Kind {
 	case envelope.KindRequest:
-		if err := a.admit(); err != nil {
-			return err
-		}
+		req = true
 	case envelope.KindResponse, envelope.KindCancel:
 	default:
 		return fmt.Errorf("actor: Deliver of a %v envelope", env.Kind)
 	}
 	nid, nd := len(env.ID), len(env.Data)
 	if uint64(nid) > math.MaxUint32 {
-		if env.Kind == envelope.KindRequest {
-			a.release()
-		}
 		return fmt.Errorf("actor: Deliver of an id of %d bytes", nid)
 	}
+	m := msg{op: opInbound, kind: env.Kind, idLen: uint32(nid), timeout: env.Timeout}
+	if env.Err != nil {
+		m.err = &RemoteError{Code: env.Err.Code, Message: env.Err.Message}
+	}
 	var ntp int // the traceparent's copy, between data and key
-	if env.Kind == envelope.KindRequest && env.Traceparent != nil {
+	if req && env.Traceparent != nil {
 		if _, ok := envelope.Traceparent(env.Traceparent); ok { // Decode's are; an Envelope made by hand may not be
 			ntp = envelope.TraceparentLen
 		}
 	}
 	size := nid + nd + ntp
-	if env.Kind == envelope.KindRequest {
+	if req {
 		size += nid // the key's own copy
+	}
+	held := int64(size)
+	if m.err != nil {
+		held += int64(len(env.Err.Code) + len(env.Err.Message))
+	}
+	refuse, err := a.admit(req, held)
+	if err != nil {
+		return err
+	}
+	if refuse {
+		// Over the byte budget and not waiting for room: keep the id
+		// (at most envelope.MaxIDLen bytes) to answer busy, not the data.
+		m.code, nd, ntp, size = inBusy, 0, 0, 2*nid
+	} else {
+		if env.Data != nil {
+			m.code = inHasData
+		}
+		if ntp != 0 {
+			m.code |= inHasTrace
+		}
 	}
 	buf := make([]byte, size)
 	copy(buf, env.ID)
-	copy(buf[nid:], env.Data)
-	if env.Kind == envelope.KindRequest {
+	copy(buf[nid:], env.Data[:nd])
+	if req {
 		copy(buf[nid+nd:], env.Traceparent[:ntp])
 		copy(buf[nid+nd+ntp:], env.ID)
 	}
-	m := msg{op: opInbound, kind: env.Kind, idLen: uint32(nid), data: buf, timeout: env.Timeout}
-	if env.Data != nil {
-		m.code = inHasData
-	}
-	if ntp != 0 {
-		m.code |= inHasTrace
-	}
-	if env.Err != nil {
-		m.err = &RemoteError{Code: env.Err.Code, Message: env.Err.Message}
-	}
+	m.data = buf
+	held = m.held()
+	f := a.flow.Load() // made by admit
+	f.bytes.Add(held)
 	if err := a.mb.PostWait(context.Background(), m); err != nil {
-		if env.Kind == envelope.KindRequest {
-			a.release()
+		if req {
+			a.release(held)
+		} else {
+			a.releaseBytes(held)
 		}
 		return ErrClosed
 	}
 	return nil
 }
 
-// admit counts a request from the peer in admitted, first waiting while
-// the peer has maxInbound requests in progress (unless the Config refuses
-// them with busy instead, or one of this actor's handlers waits for a reply
-// from the peer). The count is checked, then added: concurrent callers may
-// overshoot it a little, which the loop's own check (handlers) answers with
-// busy. Deliver's callers are the connection's reader, one at a time.
+// admit waits, before Deliver copies an envelope of n bytes, while the
+// actor holds WithMaxInboundBytes of the peer's envelopes (unless nothing
+// is held: one envelope larger than the budget goes in alone, so progress
+// is always possible) and, for a request, while the peer has maxInbound
+// requests in progress. It then counts a request in admitted; Deliver
+// counts the bytes. Neither wait happens while one of this actor's
+// handlers waits for a reply from the peer (the reader must read on), and
+// a request waits for neither with WithBusyRefusal: refuse then tells
+// Deliver to keep only the request's id, to be answered with busy, if the
+// bytes are over; over the count, the loop's own check (handlers) answers
+// busy. The limits are checked, then added to: concurrent callers may
+// overshoot them a little. Deliver's callers are the connection's reader,
+// one at a time.
 //
 // It holds no lock while it waits, and it returns [ErrClosed] once the
-// actor has stopped or its owner said the transport closed
+// actor has stopped or (for a request) its owner said the transport closed
 // ([Actor.TransportClosed]), so a reader never stays stuck on a closed
 // connection: it goes on, sees the close and stops the actor, which cancels
-// the handlers.
-func (a *Actor) admit() error {
+// the handlers. Responses and cancels do not wait once the transport has
+// closed, and still go in, as before the budget.
+func (a *Actor) admit(req bool, n int64) (refuse bool, err error) {
 	f := a.inflow()
 	limit := int32(a.cfg.maxInbound)
+	budget := a.cfg.maxInboundBytes
+	overBytes := func() bool {
+		b := f.bytes.Load()
+		return b > 0 && b+n > budget
+	}
 	full := func() bool {
-		return !a.cfg.refuseBusy && f.admitted.Load() >= limit && f.selfWaits.Load() == 0 && !f.gone.Load()
+		if f.gone.Load() || f.selfWaits.Load() != 0 || (req && a.cfg.refuseBusy) {
+			return false
+		}
+		return overBytes() || (req && f.admitted.Load() >= limit)
 	}
 	for full() {
 		ch := make(chan struct{})
@@ -462,22 +516,47 @@ func (a *Actor) admit() error {
 		select {
 		case <-ch:
 		case <-a.mb.Stopped():
-			return a.closedErr()
+			return false, a.closedErr()
 		}
 	}
+	if !req {
+		// Even once the transport closed: a reply read before the close
+		// is still matched to its request.
+		return false, nil
+	}
 	if f.gone.Load() {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	f.admitted.Add(1)
-	return nil
+	return overBytes(), nil
 }
 
-// release ends a request counted by admit: the loop refused it, or its
-// handler returned. It wakes a Deliver waiting for room.
-func (a *Actor) release() {
+// release ends a request counted by admit, and the n bytes Deliver counted
+// for it: the loop refused it, or its handler returned. It wakes a Deliver
+// waiting for room.
+func (a *Actor) release(n int64) {
 	f := a.flow.Load() // made by the Deliver of the request released
 	f.admitted.Add(-1)
+	f.bytes.Add(-n)
 	f.wakeRoom()
+}
+
+// releaseBytes ends n bytes of a response or a cancel that Deliver
+// counted: the loop has handled it. It wakes a Deliver waiting for room.
+func (a *Actor) releaseBytes(n int64) {
+	f := a.flow.Load() // made by the Deliver of the envelope released
+	f.bytes.Add(-n)
+	f.wakeRoom()
+}
+
+// InboundBytes reports the bytes of the peer's envelopes the actor holds
+// now: those in its mailbox, and the requests whose handler has not
+// returned (what [WithMaxInboundBytes] caps). Any goroutine.
+func (a *Actor) InboundBytes() int64 {
+	if f := a.flow.Load(); f != nil {
+		return f.bytes.Load()
+	}
+	return 0
 }
 
 // wakeRoom wakes a Deliver waiting in admit, if any. Any goroutine.
@@ -565,6 +644,9 @@ func (a *Actor) handle(m msg) {
 	case opInbound:
 		d := m.delivery()
 		a.inboundEnvelope(&d)
+		if d.kind != envelope.KindRequest {
+			a.releaseBytes(d.held) // a request's are released by request or result
+		}
 	case opTick:
 		a.expire()
 	case opCancel:
@@ -810,11 +892,11 @@ func (a *Actor) inboundEnvelope(d *delivery) {
 }
 
 // request handles a request from the peer. Deliver counted it in
-// admitted: unless a handler is started for it (then result does), it is
-// released here.
+// admitted and its bytes: unless a handler is started for it (then result
+// does), they are released here.
 func (a *Actor) request(d *delivery) {
 	if !a.startRequest(d) {
-		a.release()
+		a.release(d.held)
 	}
 }
 
@@ -851,6 +933,11 @@ func (a *Actor) startRequest(d *delivery) bool {
 		s.Busy.Add(1)
 		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		a.observeRefused(OutcomeRefused)
+		return false
+	}
+	if d.busy {
+		s.Busy.Add(1)
+		a.replyError(d.id, CodeBusy, "too much request data in progress")
 		return false
 	}
 	t := &task{a: a, req: Incoming{ID: d.id, Data: d.data}, key: key, hasTP: d.hasTP}
@@ -937,11 +1024,11 @@ const (
 // quietResult marks a handler result that needs no reply.
 const quietResult = 1
 
-// result handles the return of t's handler. t counts against the cap
+// result handles the return of t's handler. t counts against the caps
 // until now, even if it was cancelled or restarted meanwhile.
 func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 	a.handlers--
-	a.release()
+	a.release(t.held())
 	if cur, _ := a.inbound.get(t.key); cur != t {
 		return // cancelled, restarted or stopped meanwhile: its reply was sent already or is not wanted
 	}

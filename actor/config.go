@@ -84,6 +84,7 @@ type Config struct {
 	requestTimeout  time.Duration
 	maxPending      int
 	maxInbound      int
+	maxInboundBytes int64
 	refuseBusy      bool
 	mailboxCapacity int
 	decide          func(a *Actor, cause error) error
@@ -101,6 +102,7 @@ func defaultConfig() Config {
 		requestTimeout:  30 * time.Second,
 		maxPending:      4096,
 		maxInbound:      1024,
+		maxInboundBytes: DefaultMaxInboundBytes,
 		mailboxCapacity: 1024,
 	}
 }
@@ -152,9 +154,31 @@ func WithMaxPending(n int) Option { return func(c *Config) { c.maxPending = n } 
 // of code [CodeBusy]. With [WithBusyRefusal] every request over the cap is.
 func WithMaxInbound(n int) Option { return func(c *Config) { c.maxInbound = n } }
 
-// WithBusyRefusal answers a peer request over [WithMaxInbound] at once with
-// an error reply of code [CodeBusy], instead of waiting for room (which
-// stops reading that connection). Memory stays bounded either way; a peer
+// DefaultMaxInboundBytes is the default of [WithMaxInboundBytes]: 1 MiB,
+// 16 messages of 64 KiB in progress at once.
+const DefaultMaxInboundBytes = 1 << 20
+
+// WithMaxInboundBytes caps the bytes of the peer's envelopes an actor
+// holds: what [Actor.Deliver] copied (ids, data, error replies' text) and
+// has not yet released, that is the envelopes waiting in the mailbox and
+// each accepted request until its handler has returned (the same moment
+// [WithMaxInbound] counts it until). Default [DefaultMaxInboundBytes].
+//
+// Over the cap, Deliver waits for room exactly as for [WithMaxInbound]
+// (one wait, woken when either count drops), with the same exception: while
+// a handler of this actor waits for a reply from the peer, the reader reads
+// on, replies and cancels go in, and a request over the cap is answered
+// with an error reply of code [CodeBusy] (only its id is kept). With
+// [WithBusyRefusal] a request over the cap always is; responses and
+// cancels still wait. An envelope larger than n is let in alone, once
+// nothing else is held, so the actor always makes progress: the actor holds
+// at most max(n, one envelope) while nobody waits for a reply, n plus the
+// mailbox's replies while one does.
+func WithMaxInboundBytes(n int) Option { return func(c *Config) { c.maxInboundBytes = int64(n) } }
+
+// WithBusyRefusal answers a peer request over [WithMaxInbound] or
+// [WithMaxInboundBytes] at once with an error reply of code [CodeBusy],
+// instead of waiting for room (which stops reading that connection). Memory stays bounded either way; a peer
 // that does not retry busy replies (a stock Primus client sees them as
 // undefined) is better served by the default.
 func WithBusyRefusal() Option { return func(c *Config) { c.refuseBusy = true } }
@@ -210,6 +234,9 @@ func NewConfig(opts ...Option) (*Config, error) {
 	}
 	if c.maxInbound < 1 || c.maxInbound > math.MaxInt32 {
 		errs = append(errs, fmt.Errorf("actor: max inbound %d, want 1 to %d", c.maxInbound, math.MaxInt32))
+	}
+	if c.maxInboundBytes < 1 {
+		errs = append(errs, fmt.Errorf("actor: max inbound bytes %d, want >= 1", c.maxInboundBytes))
 	}
 	if c.mailboxCapacity < 1 {
 		errs = append(errs, fmt.Errorf("actor: mailbox capacity %d, want >= 1", c.mailboxCapacity))

@@ -63,6 +63,12 @@
 //     answered with an error reply of code [CodeBusy]; with
 //     [WithBusyRefusal] it always is. The wait holds no lock and ends when
 //     the actor stops.
+//   - Bytes of the peer's envelopes held per actor
+//     ([WithMaxInboundBytes]): those in the mailbox, and each request until
+//     its handler returns. Deliver waits for room in the same wait as for
+//     [WithMaxInbound], with the same exception, and the same busy reply
+//     for a request (of which only the id is kept); one envelope larger than
+//     the budget goes in alone once nothing else is held.
 //   - The pool's workers and queue ([NewPool]): one more is answered with an
 //     error reply of code [CodeBusy]. Its queue is per actor, taken
 //     round-robin, so one actor's flood does not starve the others.

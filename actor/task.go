@@ -72,6 +72,17 @@ func (t *task) start() int64 {
 	return t.dl
 }
 
+// held is what t's request counts against WithMaxInboundBytes until its
+// handler returns: the buffer Deliver copied it into (its id, its data, its
+// traceparent and the id again for key). a, key, req and hasTP never change.
+func (t *task) held() int64 {
+	n := int64(2*len(t.key) + len(t.req.Data))
+	if t.hasTP {
+		n += envelope.TraceparentLen
+	}
+	return n
+}
+
 // Run runs the handler; the pool calls it on a worker.
 func (t *task) Run() { t.a.runTask(t) }
 

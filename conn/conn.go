@@ -139,7 +139,7 @@ const (
 	// DefaultMaxMessageSize is 64 KiB, not Primus's 10 MiB maxLength (nor
 	// ws's 100 MiB maxPayload): see Options.MaxMessageSize.
 	DefaultMaxMessageSize   = 64 << 10
-	DefaultMaxOutboundBytes = 4 << 20
+	DefaultMaxOutboundBytes = 1 << 20 // see the root package's WithMaxOutboundBytes
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultFrameTimeout     = 10 * time.Second
 	// AbortGrace bounds each socket write, and the wait for the peer's
@@ -171,7 +171,7 @@ type Options struct {
 	// are bounded by it too).
 	MaxMessageSize int
 	// MaxOutboundBytes bounds the bytes queued for writing, frame headers
-	// included, counting a batch until the socket accepted it (default 4 MiB).
+	// included, counting a batch until the socket accepted it (default 1 MiB).
 	// A Write that would exceed it fails with ErrWriteQueueFull (the frame is
 	// not queued; the connection stays). A Write to an empty queue is always
 	// accepted, so one frame of up to MaxMessageSize always fits.
