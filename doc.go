@@ -75,14 +75,18 @@
 //
 // No callback, handler or hook ever runs inside a call that user code makes
 // into this package ([Conn.Request], [Conn.Go], [Conn.Send], [Conn.Close],
-// [Client.Request], [Server.Shutdown], ...): they run on the goroutines
-// above, so these calls may be made while holding a lock that a callback
-// takes. (The authentication hook is the exception by nature: it runs
-// inside [Server.ServeHTTP], called by net/http for the upgrade.)
+// [Conn.Join], [Client.Request], [Server.Shutdown], ...): they run on the
+// goroutines above, so these calls may be made while holding a lock that a
+// callback takes. Two exceptions, both visible at the call site: the
+// authentication hook runs inside [Server.ServeHTTP], called by net/http
+// for the upgrade; and the each function passed to [Server.RequestRoom] or
+// [Server.RequestEach] is that call's own argument, run by it on the
+// caller's goroutine, one outcome at a time, like the body of a loop.
 //
-// Rooms and keys start no goroutine: a server keeps them
-// behind one mutex; Broadcast writes on the caller's goroutine (never
-// blocking on a socket); RequestRoom waits on the caller's goroutine for
-// outcomes posted by the members' actors; presence watchers run one at a
-// time on the goroutine of a caller that changed a membership.
+// Rooms and keys keep no goroutine of their own while nothing happens: a
+// server keeps them behind one mutex; Broadcast writes on the caller's
+// goroutine (never blocking on a socket); RequestRoom waits on the caller's
+// goroutine for outcomes posted by the members' actors; presence watchers
+// run one at a time on a delivery goroutine that exists only while events
+// are queued, and that Shutdown waits for.
 package wsactor

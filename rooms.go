@@ -16,10 +16,13 @@ import (
 // all). Everything sits behind one mutex; there is no goroutine per room,
 // and a room exists only while it has members (an idle room costs its map
 // entry). Presence events are queued under that mutex, in the order of the
-// changes, and delivered outside it by whichever caller finds no delivery
-// running (the same on-demand scheme as the write path's flusher): watchers
-// see every change of a name in order, one event at a time, and a watcher
-// may itself call Join or Leave (its event is delivered after it returns).
+// changes, and delivered outside it by a goroutine of the registry's own,
+// started when the first event is queued and ending when the queue is empty
+// (the mailbox's on-demand scheme): no watcher runs inside the Join, Leave,
+// Bind or Unbind that caused its event; watchers see every change in order,
+// one event at a time; and a watcher may itself call Join or Leave (its
+// event is queued and delivered after it returns). The server's Shutdown
+// waits for that goroutine.
 
 var (
 	// ErrServerOnly: rooms and keys belong to a [Server]'s connections; a
@@ -76,9 +79,10 @@ type registry struct {
 	keys   map[string][]*Conn // holders, oldest first
 	byConn map[*Conn]*membership
 
-	watchers   []*watcher // copy on write
-	events     []Presence // queued for delivery
-	delivering bool
+	watchers   []*watcher    // copy on write
+	events     []Presence    // queued for delivery
+	delivering bool          // the delivery goroutine runs
+	idle       chan struct{} // closed when that goroutine ends
 }
 
 type membership struct {
@@ -295,15 +299,17 @@ func (s *Server) Holders(key string) []*Conn {
 
 // WatchPresence calls fn for every change of a room's members or a key's
 // holders from now on, until stop is called. Events are delivered one at a
-// time, in the order of the changes, on the goroutine of one of the callers
-// that made changes (Join, Leave, Bind, Unbind, or a connection's read
-// goroutine as it closes), after the change and outside any lock: fn may
-// call Join, Leave, Bind and Unbind, whose events follow once fn returns.
-// fn must be quick (it delays the caller that delivers it) and must not
-// wait for another connection's events. A panic in fn is reported to the
-// error hook ([WithErrorHook]) with [ErrHandlerPanic] and does not stop the
-// delivery of the other events. After stop returns fn is not called again,
-// except by an event delivery already running on another goroutine.
+// time, in the order of the changes, after the change and outside any lock,
+// on a goroutine of the server's that runs only while events are queued:
+// never inside the Join, Leave, Bind or Unbind that made the change, so
+// these may be called while holding a lock that fn takes. fn may call Join,
+// Leave, Bind and Unbind itself; their events follow once fn returns. fn
+// must be quick (it delays every later event) and must not wait for a later
+// event. A panic in fn is reported to the error hook ([WithErrorHook]) with
+// [ErrHandlerPanic] and does not stop the delivery of the other events.
+// After stop returns fn is not called again, except by a delivery already
+// under way. [Server.Shutdown] and [Server.Close] return after the events
+// of the connections they closed were delivered.
 func (s *Server) WatchPresence(fn func(Presence)) (stop func()) {
 	r := s.sh.rooms
 	w := &watcher{fn: fn}
@@ -388,15 +394,23 @@ func (r *registry) eventLocked(p Presence) {
 	}
 }
 
-// deliver is called with r.mu held and releases it. If no other caller is
-// delivering, it delivers the queued events (its own and any queued
-// meanwhile) until none is left.
+// deliver is called with r.mu held and releases it. If events are queued
+// and no delivery goroutine runs, it starts one.
 func (r *registry) deliver() {
 	if r.delivering || len(r.events) == 0 {
 		r.mu.Unlock()
 		return
 	}
 	r.delivering = true
+	r.idle = make(chan struct{})
+	r.mu.Unlock()
+	go r.run()
+}
+
+// run is the delivery goroutine: it delivers the queued events, those
+// queued meanwhile included, and ends when none is left.
+func (r *registry) run() {
+	r.mu.Lock()
 	for len(r.events) > 0 {
 		p := r.events[0]
 		r.events[0] = Presence{}
@@ -412,6 +426,20 @@ func (r *registry) deliver() {
 		r.mu.Lock()
 	}
 	r.delivering = false
+	close(r.idle)
+	r.mu.Unlock()
+}
+
+// wait returns once no delivery goroutine runs. The server calls it when
+// its connections are gone, so that no new one starts afterwards.
+func (r *registry) wait() {
+	r.mu.Lock()
+	for r.delivering {
+		idle := r.idle
+		r.mu.Unlock()
+		<-idle
+		r.mu.Lock()
+	}
 	r.mu.Unlock()
 }
 
