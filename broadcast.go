@@ -208,10 +208,10 @@ func askAll(ctx context.Context, cs []*Conn, data []byte, each func(MemberReply)
 	out := make(chan MemberReply, len(cs))
 	for _, c := range cs {
 		err := c.a.Go(ctx, data, func(r actor.Reply, err error) {
-			out <- MemberReply{Conn: c, Response: Response{Data: r.Data}, Err: err}
+			out <- MemberReply{Conn: c, Response: Response{Data: r.Data}, Err: public(err)}
 		})
 		if err != nil { // not accepted: the callback will not run
-			out <- MemberReply{Conn: c, Err: err}
+			out <- MemberReply{Conn: c, Err: public(err)}
 		}
 	}
 	var sum RoomSummary

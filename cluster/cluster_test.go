@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,7 +71,7 @@ type node struct {
 	events chan cluster.Event
 }
 
-func startNode(t testing.TB, name, natsURL string) *node {
+func startNode(t testing.TB, name, natsURL string, opts ...cluster.Option) *node {
 	t.Helper()
 	nd := &node{t: t, name: name, conns: make(chan *wsactor.Conn, 64), events: make(chan cluster.Event, 256)}
 	srv, err := wsactor.NewServer(wsactor.WithConnectHook(func(c *wsactor.Conn) { nd.conns <- c }))
@@ -80,16 +82,18 @@ func startNode(t testing.TB, name, natsURL string) *node {
 	mux.Handle("/primus", srv)
 	hs := httptest.NewServer(mux)
 	nd.srv, nd.url = srv, "ws"+strings.TrimPrefix(hs.URL, "http")+"/primus"
-	n, err := cluster.Join(srv, natsURL,
+	all := append([]cluster.Option{
 		cluster.WithNodeID(name),
-		cluster.WithProbeInterval(50*time.Millisecond),
+		cluster.WithProbeInterval(50 * time.Millisecond),
 		cluster.WithEventHook(func(e cluster.Event) {
 			select {
 			case nd.events <- e:
 			default:
 			}
 		}),
-		cluster.WithNATSOptions(nats.ReconnectWait(20*time.Millisecond)))
+		cluster.WithNATSOptions(nats.ReconnectWait(20 * time.Millisecond)),
+	}, opts...) // later options win
+	n, err := cluster.Join(srv, natsURL, all...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,9 +346,9 @@ func TestCrossNodeRoom(t *testing.T) {
 }
 
 // A node that dies mid-ask: its members end with ErrNodeGone (a probe finds
-// its subject without responders) long before the deadline; a request in
-// flight to it ends by its deadline; later requests for its keys fail at
-// once with ErrNoConn.
+// its subject without responders) long before the deadline; so does a
+// request by key in flight to it (the node acknowledged it, and the asker
+// probes it); later requests for its keys fail at once with ErrNoConn.
 func TestNodeKilledMidRequest(t *testing.T) {
 	_, nodes := clusterOf(t, "a", "b", "c")
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -361,12 +365,11 @@ func TestNodeKilledMidRequest(t *testing.T) {
 	}
 	flushAll(t, nodes...)
 
-	// A request by key in flight when b dies ends at its deadline.
+	// A request by key in flight when b dies ends with ErrNodeGone, not at
+	// its deadline (ErrTimeout, which the test's wait would outlast).
 	keyDone := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := a.n.RequestKey(ctx, "user:b", "slow")
+		_, err := a.n.RequestKey(ctxWait(t), "user:b", "slow")
 		keyDone <- err
 	}()
 	recv(t, asked, "b asked by key")
@@ -398,8 +401,8 @@ func TestNodeKilledMidRequest(t *testing.T) {
 	if sum := recv(t, sumc, "summary"); sum.Asked != 2 || sum.Replied != 1 || sum.Lost != 1 {
 		t.Fatalf("summary %+v", sum)
 	}
-	if err := recv(t, keyDone, "key request"); !errors.Is(err, wsactor.ErrTimeout) {
-		t.Fatalf("key request in flight to the dead node: %v", err)
+	if err := recv(t, keyDone, "key request"); !errors.Is(err, cluster.ErrNodeGone) || !errors.Is(err, wsactor.ErrConnLost) {
+		t.Fatalf("key request in flight to the dead node: %v, want ErrNodeGone", err)
 	}
 	if _, err := a.n.RequestKey(ctxWait(t), "user:b", "hi"); !errors.Is(err, wsactor.ErrNoConn) {
 		t.Fatalf("key of the dead node: %v, want ErrNoConn", err)
@@ -752,6 +755,50 @@ func TestRoomAskManifestInParts(t *testing.T) {
 	for id, n := range seen {
 		if n != 1 {
 			t.Fatalf("%s: %d outcomes", id, n)
+		}
+	}
+}
+
+// The event hook never runs inside a call made into the node: a room ask
+// made while holding a lock the hook takes returns, though it finds a node
+// gone (a PeerDown event), and the event arrives after.
+func TestEventHookNotInsideCalls(t *testing.T) {
+	ns := startNATS(t, -1)
+	var mu sync.Mutex
+	evs := make(chan cluster.Event, 64)
+	a := startNode(t, "a", ns.ClientURL(), cluster.WithEventHook(func(e cluster.Event) {
+		mu.Lock() // the caller's lock
+		defer mu.Unlock()
+		select {
+		case evs <- e:
+		default:
+		}
+	}))
+	b := startNode(t, "b", ns.ClientURL())
+	for !slices.Contains(a.n.Peers(), "b") {
+		recv(t, evs, "a: b up")
+	}
+	b.waitPeer("a")
+	onB := b.dial(t, named("b0", nil))
+	if err := onB.sc.Join("room"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, a, b)
+	cluster.KillForTest(b.n) // no goodbye: a learns it from the ask
+
+	done := make(chan cluster.Summary, 1)
+	go func() {
+		mu.Lock()
+		defer mu.Unlock()
+		sum, _ := a.n.RequestRoom(ctxWait(t), "room", "q", nil, nil)
+		done <- sum
+	}()
+	if sum := recv(t, done, "a room ask under the hook's lock"); sum.Nodes != 1 || sum.NodesMissed != 1 || sum.Asked != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	for {
+		if e := recv(t, evs, "PeerDown b"); e.Kind == cluster.PeerDown && e.Peer == "b" {
+			break
 		}
 	}
 }

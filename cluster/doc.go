@@ -21,7 +21,10 @@
 //
 // (names are base64url-encoded into one subject token). A request to a key
 // that no live connection holds fails at once with [wsactor.ErrNoConn]: NATS
-// answers "no responders". A room ask goes to every known node on its own
+// answers "no responders". The node that takes a request by key
+// acknowledges it at once with its id, and the asker probes that node every
+// [WithProbeInterval] until the reply: a node that dies with the request
+// ends it with [ErrNodeGone] then, not at its deadline. A room ask goes to every known node on its own
 // subject; each node answers with the list of members it asks, then one
 // message per member outcome, then "done". A node that is gone (its NATS
 // connection closed, as when its process dies) has no subscribers left, so
@@ -44,6 +47,9 @@
 // subscription's handler on its own goroutine; a node's handlers never block
 // on a WebSocket connection: requests by key are answered from the
 // connection actor's callback, and each room ask a node answers runs on a
-// goroutine of its own that ends by the asker's deadline. [Node.Close] waits
-// for them.
+// goroutine of its own that ends by the asker's deadline. The event hook
+// ([WithEventHook]) runs on a goroutine of the node's that exists only while
+// events are queued, never inside a call made into the node; the each
+// function given to [Node.RequestRoom] is that call's own and runs inside
+// it, on the caller's goroutine. [Node.Close] waits for all of them.
 package cluster

@@ -18,8 +18,13 @@ import (
 // [*wsactor.RemoteError], [wsactor.ErrTimeout] at ctx's deadline (or
 // [WithRequestTimeout]), and so on, exactly once. A key no live connection
 // holds fails at once with [wsactor.ErrNoConn]; with NATS unreachable a key
-// with no local holder fails at once with [ErrNATSDown]. If the node
-// answering dies before the reply, the request ends at its deadline.
+// with no local holder fails at once with [ErrNATSDown]. The node that
+// takes the request acknowledges it at once with its id; while the reply
+// is due, that node is probed every [WithProbeInterval], and if it is gone
+// (it died, or left) the request fails with [ErrNodeGone] then, not at its
+// deadline. If this node loses NATS or is closed meanwhile, the request
+// fails at once with [ErrNATSDown] or [ErrClosed] (both wrapped in
+// [wsactor.ErrConnLost]: the request may have been handled).
 func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Response, error) {
 	if len(n.srv.Holders(key)) > 0 {
 		r, err := n.srv.RequestKey(ctx, key, v)
@@ -39,26 +44,156 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 	}
 	ctx, cancel := n.deadline(ctx)
 	defer cancel()
+	call, token := n.newCall()
+	if call == nil {
+		return wsactor.Response{}, ErrClosed
+	}
+	defer n.dropCall(token)
+	reply := n.inbox + "." + token
 	m := n.msg(n.keySubject(key), opReq, data)
+	m.Reply = reply
 	setTimeout(m.Header, ctx)
-	resp, err := n.nc.RequestMsgWithContext(ctx, m)
-	switch {
-	case err == nil:
-	case errors.Is(err, nats.ErrNoResponders):
-		return wsactor.Response{}, fmt.Errorf("%w: %q on no node", wsactor.ErrNoConn, key)
-	case ctx.Err() != nil:
-		return wsactor.Response{}, ctxError(ctx)
-	default: // the NATS connection closed or was lost meanwhile
-		return wsactor.Response{}, fmt.Errorf("%w: %w: %w", wsactor.ErrConnLost, ErrNATSDown, err)
+	if err := n.nc.PublishMsg(m); err != nil {
+		return wsactor.Response{}, fmt.Errorf("%w: %w", ErrNATSDown, err)
 	}
-	if err := getErr(resp.Header); err != nil {
-		return wsactor.Response{}, err
+	var (
+		node    string // the node that took the request, once it said so
+		probe   <-chan time.Time
+		probing bool // a probe's answer is due
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return wsactor.Response{}, ctxError(ctx)
+		case <-probe:
+			if !probing {
+				p := n.msg(n.nodeSubject(node), opPing, nil)
+				p.Reply = reply
+				probing = n.nc.PublishMsg(p) == nil
+			}
+		case r := <-call.ch:
+			switch {
+			case r == sigNATSLost:
+				return wsactor.Response{}, fmt.Errorf("%w: %w", wsactor.ErrConnLost, ErrNATSDown)
+			case r == sigClosed:
+				return wsactor.Response{}, fmt.Errorf("%w: %w", wsactor.ErrConnLost, ErrClosed)
+			case noResponders(r) && node == "":
+				// Nobody took the request: no node holds the key.
+				return wsactor.Response{}, fmt.Errorf("%w: %q on no node", wsactor.ErrNoConn, key)
+			case noResponders(r):
+				// A probe found the node's subject without a subscriber.
+				n.peerDown(node)
+				return wsactor.Response{}, fmt.Errorf("%w (node %s)", ErrNodeGone, node)
+			}
+			switch r.Header.Get(hOp) {
+			case opAck:
+				if node == "" {
+					node = r.Header.Get(hOrigin)
+					t := time.NewTicker(n.o.probe)
+					defer t.Stop()
+					probe = t.C
+				}
+			case opPong:
+				probing = false
+			case opBye: // the node is leaving: its connections go with it
+				return wsactor.Response{}, fmt.Errorf("%w (node %s left)", ErrNodeGone, node)
+			case opReply:
+				if err := getErr(r.Header); err != nil {
+					return wsactor.Response{}, err
+				}
+				return wsactor.Response{Data: dataOrNil(r.Data)}, nil
+			}
+		}
 	}
-	return wsactor.Response{Data: dataOrNil(resp.Data)}, nil
 }
 
-// onKeyRequest answers a request by key from another node, from the
-// connection actor's callback: no goroutine waits for it.
+// keyCall is a request by key in flight to another node. Its channel has
+// room for every message that can come for it (an acknowledgement, the
+// reply, one probe's answer at a time, a "no responders", and one of the
+// node's own signals), so the reply handler never blocks.
+type keyCall struct {
+	ch   chan *nats.Msg
+	node string // set by onKeyReply from the acknowledgement (for peerGone)
+}
+
+// Signals of the node's own to its calls in flight.
+var (
+	sigNATSLost = &nats.Msg{}
+	sigClosed   = &nats.Msg{}
+)
+
+func (n *Node) newCall() (*keyCall, string) {
+	c := &keyCall{ch: make(chan *nats.Msg, 6)}
+	n.callsMu.Lock()
+	defer n.callsMu.Unlock()
+	if n.calls == nil { // closed
+		return nil, ""
+	}
+	n.callSeq++
+	token := strconv.FormatUint(n.callSeq, 36)
+	n.calls[token] = c
+	return c, token
+}
+
+func (n *Node) dropCall(token string) {
+	n.callsMu.Lock()
+	delete(n.calls, token)
+	n.callsMu.Unlock()
+}
+
+// onKeyReply routes a message for a request by key to its call; one for a
+// call that has ended is dropped.
+func (n *Node) onKeyReply(m *nats.Msg) {
+	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	n.callsMu.Lock()
+	c := n.calls[token]
+	if c != nil {
+		if m.Header.Get(hOp) == opAck && c.node == "" {
+			c.node = m.Header.Get(hOrigin)
+		}
+		select {
+		case c.ch <- m:
+		default: // more than can come for one call: a confused peer
+		}
+	}
+	n.callsMu.Unlock()
+}
+
+// failCalls ends every request by key in flight with sig; after
+// sigClosed no new one starts.
+func (n *Node) failCalls(sig *nats.Msg) {
+	n.callsMu.Lock()
+	for _, c := range n.calls {
+		select {
+		case c.ch <- sig:
+		default:
+		}
+	}
+	if sig == sigClosed {
+		n.calls = nil
+	}
+	n.callsMu.Unlock()
+}
+
+// peerGone tells the requests by key in flight to node that it left.
+func (n *Node) peerGone(node string) {
+	bye := &nats.Msg{Header: nats.Header{hOp: {opBye}}}
+	n.callsMu.Lock()
+	for _, c := range n.calls {
+		if c.node == node {
+			select {
+			case c.ch <- bye:
+			default:
+			}
+		}
+	}
+	n.callsMu.Unlock()
+}
+
+// onKeyRequest answers a request by key from another node: an
+// acknowledgement with this node's id at once (the asker watches this node
+// until the reply), then the outcome from the connection actor's callback:
+// no goroutine waits for it.
 func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 	reply := func(data []byte, err error) {
 		r := n.msg("", opReply, data)
@@ -73,6 +208,7 @@ func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 		reply(nil, wsactor.ErrNoConn)
 		return
 	}
+	_ = m.RespondMsg(n.msg("", opAck, nil))
 	ctx, cancel := context.WithTimeout(n.ctx, getTimeout(m.Header, n.o.requestTimeout))
 	err := h[0].Go(ctx, value(m.Data), func(r wsactor.Response, err error) {
 		cancel()

@@ -31,6 +31,7 @@ const (
 	opHere     = "here"     // the answer to hello
 	opBye      = "bye"      // a node leaves
 	opReq      = "req"      // a request by key
+	opAck      = "ack"      // a request by key taken, by the node in hOrigin
 	opReply    = "reply"    // its outcome
 	opSend     = "send"     // a message by key
 	opCast     = "cast"     // a room broadcast
