@@ -1,6 +1,7 @@
 package wsactor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -83,6 +84,9 @@ type registry struct {
 	events     []Presence    // queued for delivery
 	delivering bool          // the delivery goroutine runs
 	idle       chan struct{} // closed when that goroutine ends
+	queued     uint64        // events queued so far
+	delivered  uint64        // events delivered so far
+	step       chan struct{} // closed at the next delivery, while FlushPresence waits
 }
 
 type membership struct {
@@ -391,6 +395,7 @@ func (r *registry) unbindLocked(c *Conn, key string, disconnected bool) bool {
 func (r *registry) eventLocked(p Presence) {
 	if len(r.watchers) > 0 {
 		r.events = append(r.events, p)
+		r.queued++
 	}
 }
 
@@ -424,10 +429,42 @@ func (r *registry) run() {
 			r.call(w, p)
 		}
 		r.mu.Lock()
+		r.delivered++
+		if r.step != nil {
+			close(r.step)
+			r.step = nil
+		}
 	}
 	r.delivering = false
 	close(r.idle)
 	r.mu.Unlock()
+}
+
+// FlushPresence returns once the presence watchers ([Server.WatchPresence])
+// have had every event of the changes made before it was called, or with
+// ctx's error when ctx ends first. Joins and leaves return before their
+// events are delivered; this is how code that reacts to them (the cluster
+// package's subscriptions, say) can be waited for. Do not call it from a
+// watcher: it would wait for itself until ctx ends.
+func (s *Server) FlushPresence(ctx context.Context) error {
+	r := s.sh.rooms
+	r.mu.Lock()
+	target := r.queued
+	for r.delivered < target {
+		if r.step == nil {
+			r.step = make(chan struct{})
+		}
+		step := r.step
+		r.mu.Unlock()
+		select {
+		case <-step:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+	return nil
 }
 
 // wait returns once no delivery goroutine runs. The server calls it when

@@ -262,10 +262,17 @@ func (n *Node) NATS() *nats.Conn { return n.nc }
 // Connected reports whether the node is connected to NATS now.
 func (n *Node) Connected() bool { return n.nc.IsConnected() }
 
-// Flush waits until NATS has processed everything the node sent so far,
-// subscriptions included: after it, rooms and keys that had members when it
-// was called are reachable from the other nodes.
-func (n *Node) Flush(ctx context.Context) error { return n.nc.FlushWithContext(ctx) }
+// Flush waits until the node has followed the membership changes made
+// before it was called ([wsactor.Server.FlushPresence]) and NATS has
+// processed everything the node sent so far, subscriptions included: after
+// it, rooms and keys that had members when it was called are reachable from
+// the other nodes.
+func (n *Node) Flush(ctx context.Context) error {
+	if err := n.srv.FlushPresence(ctx); err != nil {
+		return err
+	}
+	return n.nc.FlushWithContext(ctx)
+}
 
 // Close leaves the cluster: the node unsubscribes, tells the others, ends
 // the room asks it was answering and closes its NATS connection. It does not

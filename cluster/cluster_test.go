@@ -802,3 +802,80 @@ func TestEventHookNotInsideCalls(t *testing.T) {
 		}
 	}
 }
+
+// A request by key in flight across NATS ends at once when this node loses
+// NATS (ErrNATSDown, in ErrConnLost: it may have been handled) or is
+// closed (ErrClosed), not at its deadline; nothing hangs.
+func TestKeyRequestInFlightNATSLostOrClosed(t *testing.T) {
+	ns, nodes := clusterOf(t, "a", "b", "c")
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	asked := make(chan string, 4)
+	onA := a.dial(t, named("a0", asked))
+	if err := onA.sc.Bind("user:a"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, nodes...)
+
+	// c's own Close ends its request in flight.
+	closed := make(chan error, 1)
+	go func() {
+		_, err := c.n.RequestKey(ctxWait(t), "user:a", "slow")
+		closed <- err
+	}()
+	recv(t, asked, "a0 asked from c")
+	if err := c.n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, closed, "c's request"); !errors.Is(err, cluster.ErrClosed) || !errors.Is(err, wsactor.ErrConnLost) {
+		t.Fatalf("request in flight as its node closed: %v, want ErrClosed", err)
+	}
+
+	// NATS goes away under b's request.
+	lost := make(chan error, 1)
+	go func() {
+		_, err := b.n.RequestKey(ctxWait(t), "user:a", "slow")
+		lost <- err
+	}()
+	recv(t, asked, "a0 asked from b")
+	ns.Shutdown()
+	if err := recv(t, lost, "b's request"); !errors.Is(err, cluster.ErrNATSDown) || !errors.Is(err, wsactor.ErrConnLost) {
+		t.Fatalf("request in flight as NATS went: %v, want ErrNATSDown", err)
+	}
+}
+
+// Node.Flush follows the membership changes made before it: Bind returns
+// before the node subscribes (presence events are delivered after the
+// call), and Flush waits for that delivery; then the key is reachable from
+// another node.
+func TestFlushFollowsPresence(t *testing.T) {
+	_, nodes := clusterOf(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the nodes' cleanups, on failure too
+	stop := a.srv.WatchPresence(func(p wsactor.Presence) {
+		if p.Name == "block" && p.Kind == wsactor.Bound {
+			<-release // holds the delivery of the events after this one
+		}
+	})
+	defer stop()
+	onA := a.dial(t, named("a0", nil))
+	if err := onA.sc.Bind("block"); err != nil {
+		t.Fatal(err)
+	}
+	if err := onA.sc.Bind("user:a"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := a.n.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush with the presence events held: %v, want DeadlineExceeded", err)
+	}
+	unblock()
+	flushAll(t, a)
+	r, err := b.n.RequestKey(ctxWait(t), "user:a", "hi")
+	if err != nil || str(t, r) != "a0:hi" {
+		t.Fatalf("b → user:a after a's Flush: %s %v", r.Data, err)
+	}
+}
