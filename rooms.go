@@ -31,10 +31,29 @@ var (
 	ErrServerOnly = errors.New("wsactor: rooms and keys are for a server's connections")
 	// ErrEmptyName: a room or key name must not be empty.
 	ErrEmptyName = errors.New("wsactor: empty room or key name")
+	// ErrNameTooLong: a room or key name is over [MaxNameLen] bytes.
+	ErrNameTooLong = fmt.Errorf("wsactor: room or key name over %d bytes", MaxNameLen)
 	// ErrNoConn: no live connection holds the key ([Server.RequestKey],
 	// [Server.SendKey]); nothing was sent.
 	ErrNoConn = errors.New("wsactor: no connection holds the key")
 )
+
+// MaxNameLen is the longest room or key name, in bytes: names are kept per
+// member, and the cluster package carries them in NATS subjects (base64,
+// within NATS's 4 KiB protocol line, which a longer subject would make the
+// NATS server close the connection over).
+const MaxNameLen = 1024
+
+// checkName returns why name cannot be a room or key name, or nil.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return ErrEmptyName
+	case len(name) > MaxNameLen:
+		return ErrNameTooLong
+	}
+	return nil
+}
 
 // PresenceKind says what a [Presence] event reports.
 type PresenceKind uint8
@@ -115,14 +134,15 @@ func (c *Conn) reg() (*registry, error) {
 // Join adds the connection to room (a no-op if it is a member already).
 // A connection may be in any number of rooms; it leaves all of them when it
 // closes. Join on a closed connection returns [ErrClosed], on a client's
-// connection [ErrServerOnly].
+// connection [ErrServerOnly]; a name that is empty or over [MaxNameLen]
+// bytes, [ErrEmptyName] or [ErrNameTooLong].
 func (c *Conn) Join(room string) error {
 	r, err := c.reg()
 	if err != nil {
 		return err
 	}
-	if room == "" {
-		return ErrEmptyName
+	if err := checkName(room); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	// Checked under the lock: the disconnect stores Err before it removes
@@ -187,14 +207,14 @@ func (c *Conn) Rooms() []string {
 // holding the *Conn. Several connections may hold one key (a user's tabs):
 // SendKey reaches all of them, RequestKey asks the one that bound it last.
 // The key is released when the connection closes. Bind on a closed
-// connection returns [ErrClosed].
+// connection returns [ErrClosed]; names are checked as by [Conn.Join].
 func (c *Conn) Bind(key string) error {
 	r, err := c.reg()
 	if err != nil {
 		return err
 	}
-	if key == "" {
-		return ErrEmptyName
+	if err := checkName(key); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	if c.Err() != nil {

@@ -625,3 +625,22 @@ func TestPresenceCloseWaitsForWatchers(t *testing.T) {
 		t.Fatalf("after Close: %d of %d Left events delivered, %d watchers running", l, n, r)
 	}
 }
+
+// Names are checked: empty, or over MaxNameLen bytes, refused.
+func TestRoomNameLimits(t *testing.T) {
+	_, url, conns := roomServer(t)
+	m := join(t, url, conns, nil)
+	long := strings.Repeat("x", wsactor.MaxNameLen+1)
+	if err := m.sc.Join(long); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Join(long) = %v", err)
+	}
+	if err := m.sc.Bind(long); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Bind(long) = %v", err)
+	}
+	if err := m.sc.Join(long[1:]); err != nil {
+		t.Fatalf("Join of MaxNameLen bytes: %v", err)
+	}
+	if r := m.sc.Rooms(); len(r) != 1 || len(r[0]) != wsactor.MaxNameLen {
+		t.Fatalf("rooms %d", len(r))
+	}
+}

@@ -879,3 +879,56 @@ func TestFlushFollowsPresence(t *testing.T) {
 		t.Fatalf("b → user:a after a's Flush: %s %v", r.Data, err)
 	}
 }
+
+// A room or key name over wsactor.MaxNameLen is refused before anything
+// reaches NATS: a subject that long would make the NATS server close the
+// node's connection. The node stays connected.
+func TestLongNamesRefused(t *testing.T) {
+	_, nodes := clusterOf(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	onB := b.dial(t, named("b0", nil))
+	long := strings.Repeat("x", 3*wsactor.MaxNameLen)
+	if err := onB.sc.Join(long); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Join: %v", err)
+	}
+	if err := onB.sc.Bind(long); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Bind: %v", err)
+	}
+	if err := onB.sc.Bind("user:b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := onB.sc.Join(strings.Repeat("r", wsactor.MaxNameLen)); err != nil { // the longest name
+		t.Fatal(err)
+	}
+	flushAll(t, nodes...)
+	if _, err := a.n.RequestKey(ctxWait(t), long, "hi"); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("RequestKey: %v", err)
+	}
+	if _, err := a.n.SendKey(long, "hi"); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("SendKey: %v", err)
+	}
+	if _, err := a.n.Broadcast(long, "hi", nil); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Broadcast: %v", err)
+	}
+	if _, err := a.n.RequestRoom(ctxWait(t), long, "hi", nil, nil); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("RequestRoom: %v", err)
+	}
+	flushAll(t, a)
+	for {
+		select {
+		case e := <-a.events:
+			if e.Kind == cluster.Disconnected {
+				t.Fatalf("a lost NATS: %v", e.Err)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if sum, err := a.n.RequestRoom(ctxWait(t), strings.Repeat("r", wsactor.MaxNameLen), "hi", nil, nil); err != nil || sum.Replied != 1 {
+		t.Fatalf("the longest room across nodes: %+v %v", sum, err)
+	}
+	if r, err := a.n.RequestKey(ctxWait(t), "user:b", "hi"); err != nil || str(t, r) != "b0:hi" {
+		t.Fatalf("a → b after the refusals: %s %v", r.Data, err)
+	}
+}

@@ -32,9 +32,12 @@
 // have not finished, gets "no responders" and its unfinished members end
 // with [ErrNodeGone] (which matches [wsactor.ErrConnLost]).
 //
-// Limits: a room or key name travels base64-encoded in a subject, so keep
-// names short (NATS refuses subjects past its control line limit, 4 KiB by
-// default).
+// Limits: a room or key name travels base64-encoded in a subject, so names
+// are at most [wsactor.MaxNameLen] bytes (1 KiB, about 1.4 KiB in the
+// subject: NATS closes a connection that sends a protocol line over 4 KiB
+// by default); longer ones are refused with [wsactor.ErrNameTooLong] by
+// Join and Bind, and by the node's calls before anything is sent. Keep the
+// subject prefix ([WithSubjectPrefix]) short.
 //
 // A node that loses NATS keeps serving its own connections (local paths need
 // no NATS), reports the change to [WithEventHook], and carries on when

@@ -26,6 +26,9 @@ import (
 // fails at once with [ErrNATSDown] or [ErrClosed] (both wrapped in
 // [wsactor.ErrConnLost]: the request may have been handled).
 func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Response, error) {
+	if err := checkName(key); err != nil {
+		return wsactor.Response{}, err
+	}
 	if len(n.srv.Holders(key)) > 0 {
 		r, err := n.srv.RequestKey(ctx, key, v)
 		if !errors.Is(err, wsactor.ErrNoConn) { // not released meanwhile
@@ -224,10 +227,14 @@ func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 // every node. The result counts this node's holders; the other nodes' are
 // reached through NATS without an acknowledgement (a slow reader there is
 // skipped and counted by its own server). It fails only when v cannot be
-// sent at all (see [wsactor.Server.Broadcast]), or, after the local
+// sent at all (see [wsactor.Server.Broadcast]) or the name cannot be one
+// ([wsactor.ErrEmptyName], [wsactor.ErrNameTooLong]), or, after the local
 // holders got it, with [ErrNATSDown] when the other nodes could not be
 // reached.
 func (n *Node) SendKey(key string, v any) (wsactor.BroadcastResult, error) {
+	if err := checkName(key); err != nil {
+		return wsactor.BroadcastResult{}, err
+	}
 	data, err := encode(v)
 	if err != nil {
 		return wsactor.BroadcastResult{}, err
@@ -253,6 +260,9 @@ func (n *Node) onKeySend(key string, m *nats.Msg) {
 // counts this node's members; the others are reached without an
 // acknowledgement. Errors as for [Node.SendKey].
 func (n *Node) Broadcast(room string, v any, except *wsactor.Conn) (wsactor.BroadcastResult, error) {
+	if err := checkName(room); err != nil {
+		return wsactor.BroadcastResult{}, err
+	}
 	data, err := encode(v)
 	if err != nil {
 		return wsactor.BroadcastResult{}, err
@@ -315,8 +325,12 @@ type Summary struct {
 // with [ErrNodeGone]. Members on a node not known yet (one that joined
 // within the last moment) are not asked; while NATS is down only this
 // node's members are (the others count in [Summary.NodesMissed]). The error
-// is non-nil only when v could not be encoded.
+// is non-nil only when nothing was sent: v could not be encoded, or room is
+// empty or over [wsactor.MaxNameLen] bytes.
 func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsactor.Conn, each func(MemberReply)) (Summary, error) {
+	if err := checkName(room); err != nil {
+		return Summary{}, err
+	}
 	data, err := encode(v)
 	if err != nil {
 		return Summary{}, err
@@ -525,7 +539,7 @@ var manifestPart = 10000
 // the asker's deadline.
 func (n *Node) answerAsk(m *nats.Msg) {
 	room, ok := decName(m.Header.Get(hRoom))
-	if !ok || m.Reply == "" {
+	if !ok || m.Reply == "" || checkName(room) != nil {
 		return
 	}
 	members := n.srv.Members(room)
@@ -568,4 +582,18 @@ func (n *Node) answerAsk(m *nats.Msg) {
 		})
 		_ = n.nc.PublishMsg(n.msg(reply, opDone, nil))
 	}()
+}
+
+// checkName refuses, before anything is sent, a room or key name that no
+// connection can have ([wsactor.Conn.Join] checks the same): an empty one
+// would make an invalid subject, and one over [wsactor.MaxNameLen] bytes a
+// subject long enough for the NATS server to close the connection over.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return wsactor.ErrEmptyName
+	case len(name) > wsactor.MaxNameLen:
+		return wsactor.ErrNameTooLong
+	}
+	return nil
 }
