@@ -54,6 +54,7 @@ type Node struct {
 	callsMu sync.Mutex
 	calls   map[string]*keyCall
 	callSeq uint64
+	lost    chan struct{} // closed when NATS is lost (then replaced): room asks in flight end
 
 	// Events for the hook, delivered in order by a goroutine that runs only
 	// while some are queued (never on a caller's goroutine).
@@ -163,6 +164,7 @@ func Join(srv *wsactor.Server, url string, opts ...Option) (*Node, error) {
 		subs:  make(map[string]*nats.Subscription),
 		peers: make(map[string]struct{}),
 		calls: make(map[string]*keyCall),
+		lost:  make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	nopts := append([]nats.Option{nats.MaxReconnects(-1), nats.NoEcho(), nats.Name("wsactor node " + o.id)}, o.natsOpts...)

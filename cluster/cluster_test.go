@@ -932,3 +932,43 @@ func TestLongNamesRefused(t *testing.T) {
 		t.Fatalf("a → b after the refusals: %s %v", r.Data, err)
 	}
 }
+
+// A room ask whose other nodes have not answered when this node loses NATS
+// ends their members at once with ErrNATSDown (in ErrConnLost), not at its
+// deadline; the local members still answer.
+func TestRoomAskNATSLost(t *testing.T) {
+	ns, nodes := clusterOf(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	asked := make(chan string, 4)
+	onB := b.dial(t, named("b0", asked))
+	onA := a.dial(t, func(context.Context, *wsactor.Conn, wsactor.Request) (any, error) { return "a0", nil })
+	for _, c := range []*client{onA, onB} {
+		if err := c.sc.Join("room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushAll(t, nodes...)
+	outs := make(chan cluster.MemberReply, 4)
+	sums := make(chan cluster.Summary, 1)
+	go func() {
+		sum, _ := a.n.RequestRoom(ctxWait(t), "room", "slow", nil, func(r cluster.MemberReply) { outs <- r })
+		sums <- sum
+	}()
+	recv(t, asked, "b0 asked")
+	ns.Shutdown()
+	sum := recv(t, sums, "the room ask")
+	got := map[string]error{}
+	for range sum.Asked {
+		r := recv(t, outs, "an outcome")
+		got[r.Node] = r.Err
+	}
+	if got["a"] != nil || sum.Replied != 1 || sum.TimedOut != 0 {
+		t.Fatalf("summary %+v, a's member: %v", sum, got["a"])
+	}
+	// b's member list may not have been read when NATS went: then b is
+	// missed (its members unknown); else its member ends as lost.
+	if sum.NodesMissed == 0 && (!errors.Is(got["b"], cluster.ErrNATSDown) || !errors.Is(got["b"], wsactor.ErrConnLost) || sum.Lost != 1) {
+		t.Fatalf("summary %+v; b's member: %v, want ErrNATSDown", sum, got["b"])
+	}
+	t.Logf("summary %+v", sum)
+}

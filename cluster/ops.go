@@ -77,7 +77,7 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 		case r := <-call.ch:
 			switch {
 			case r == sigNATSLost:
-				return wsactor.Response{}, fmt.Errorf("%w: %w", wsactor.ErrConnLost, ErrNATSDown)
+				return wsactor.Response{}, errLostNATS
 			case r == sigClosed:
 				return wsactor.Response{}, fmt.Errorf("%w: %w", wsactor.ErrConnLost, ErrClosed)
 			case noResponders(r) && node == "":
@@ -118,6 +118,9 @@ type keyCall struct {
 	ch   chan *nats.Msg
 	node string // set by onKeyReply from the acknowledgement (for peerGone)
 }
+
+// errLostNATS ends the requests in flight across NATS when it is lost.
+var errLostNATS = fmt.Errorf("%w: %w", wsactor.ErrConnLost, ErrNATSDown)
 
 // Signals of the node's own to its calls in flight.
 var (
@@ -174,8 +177,18 @@ func (n *Node) failCalls(sig *nats.Msg) {
 	}
 	if sig == sigClosed {
 		n.calls = nil
+	} else {
+		close(n.lost)
+		n.lost = make(chan struct{})
 	}
 	n.callsMu.Unlock()
+}
+
+// lostChan is closed when the node next loses NATS.
+func (n *Node) lostChan() <-chan struct{} {
+	n.callsMu.Lock()
+	defer n.callsMu.Unlock()
+	return n.lost
 }
 
 // peerGone tells the requests by key in flight to node that it left.
@@ -316,8 +329,11 @@ type Summary struct {
 // asked has its outcome, exactly once: a reply, a [*wsactor.RemoteError],
 // [wsactor.ErrTimeout] at ctx's deadline (or [WithRequestTimeout]),
 // [wsactor.ErrConnLost] if the member disconnects, [ErrNodeGone] if its
-// node goes away. each, if not nil, gets every outcome as it arrives, one
-// call at a time on the calling goroutine. Members on this node are asked
+// node goes away, [ErrNATSDown] (in [wsactor.ErrConnLost]) if this node
+// loses NATS before the other nodes' outcomes came. each, if not nil, gets
+// every outcome as it arrives, one call at a time on the calling goroutine,
+// inside this call (like the body of a loop; a panic in it reaches the
+// caller). Members on this node are asked
 // directly. Every other node this node knows of ([Node.Peers]) is asked on
 // its own subject and answers with the list of members it asks, their
 // outcomes, and "done"; a node that has gone (NATS: no responders, on the
@@ -360,6 +376,7 @@ func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsac
 		})
 	}()
 
+	lost := n.lostChan()
 	a := n.startAsk(ctx, room, data, quit)
 	if a.sub != nil {
 		defer func() { _ = a.sub.Unsubscribe() }()
@@ -385,6 +402,13 @@ func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsac
 			n.askMessage(a, m, deliver, &sum)
 		case <-probe:
 			n.probe(a)
+		case <-lost:
+			// The other nodes' outcomes may never come: their members
+			// end now (they may have answered).
+			for _, an := range a.nodes {
+				a.finish(an, errLostNATS, deliver, &sum)
+			}
+			lost, probe = nil, nil
 		case <-done:
 			// The remote members still pending time out here, whatever
 			// comes later; the local ones time out in their actors.
