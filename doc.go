@@ -43,8 +43,10 @@
 // and queues it to every member (a slow member is skipped and counted, never
 // waited for); [Server.RequestRoom] asks every member and reports exactly
 // one outcome per member; [Server.RequestKey] and [Server.SendKey] reach a
-// connection by key; [Server.WatchPresence] observes joins and leaves. The
-// cluster package carries the same operations across nodes over NATS.
+// connection by key; [Server.WatchPresence] observes joins and leaves (in
+// order, delivered after the call that made them; [Server.FlushPresence]
+// waits for them). Names are at most [MaxNameLen] bytes. The cluster
+// package carries the same operations across nodes over NATS.
 //
 // # Wire
 //
