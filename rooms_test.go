@@ -644,3 +644,42 @@ func TestRoomNameLimits(t *testing.T) {
 		t.Fatalf("rooms %d", len(r))
 	}
 }
+
+// FlushPresence returns once the events of earlier changes were delivered,
+// or at ctx's end while a watcher holds them.
+func TestFlushPresence(t *testing.T) {
+	srv, url, conns := roomServer(t)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the server's Close, on failure too
+	var seen atomic.Int32
+	stop := srv.WatchPresence(func(p wsactor.Presence) {
+		if p.Name == "a" {
+			<-release
+		}
+		seen.Add(1)
+	})
+	defer stop()
+	if err := srv.FlushPresence(ctxWait(t)); err != nil { // nothing queued
+		t.Fatal(err)
+	}
+	m := join(t, url, conns, nil)
+	for _, room := range []string{"a", "b"} {
+		if err := m.sc.Join(room); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := srv.FlushPresence(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("FlushPresence with a watcher holding the events: %v", err)
+	}
+	unblock()
+	if err := srv.FlushPresence(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := seen.Load(); n != 2 {
+		t.Fatalf("%d events delivered after FlushPresence, want 2", n)
+	}
+}
