@@ -35,6 +35,7 @@ type Node struct {
 	nc     *nats.Conn
 	o      options
 	id     string
+	inst   string // this incarnation of the node: random, per Join
 	prefix string // with the trailing dot
 
 	ctx    context.Context // ends at Close: remote asks in progress end
@@ -159,8 +160,10 @@ func Join(srv *wsactor.Server, url string, opts ...Option) (*Node, error) {
 	case o.probe <= 0 || o.requestTimeout <= 0:
 		return nil, fmt.Errorf("%w: probe interval %v, request timeout %v", errBadOption, o.probe, o.requestTimeout)
 	}
+	var inst [8]byte
+	_, _ = rand.Read(inst[:])
 	n := &Node{
-		srv: srv, o: o, id: o.id, prefix: o.prefix + ".",
+		srv: srv, o: o, id: o.id, inst: hex.EncodeToString(inst[:]), prefix: o.prefix + ".",
 		subs:  make(map[string]*nats.Subscription),
 		peers: make(map[string]struct{}),
 		calls: make(map[string]*keyCall),
@@ -497,7 +500,7 @@ func (n *Node) onNode(m *nats.Msg) {
 	case opHere:
 		n.peerUp(m.Header.Get(hOrigin))
 	case opPing:
-		_ = m.RespondMsg(n.msg("", opPong, nil))
+		_ = m.RespondMsg(n.instMsg("", opPong, nil))
 	case opAsk:
 		n.answerAsk(m)
 	}

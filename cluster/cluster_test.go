@@ -972,3 +972,52 @@ func TestRoomAskNATSLost(t *testing.T) {
 	}
 	t.Logf("summary %+v", sum)
 }
+
+// A node killed and started again under the same id at once: the new
+// incarnation answers the probes, but what the dead one had taken (a
+// request by key, members of a room ask) ends with ErrNodeGone at the next
+// probe, not at the deadline.
+func TestNodeRestartedUnderSameID(t *testing.T) {
+	ns := startNATS(t, -1)
+	// a probes every second: b is back long before the first probe (when
+	// it is not, no responders ends the requests just the same).
+	a := startNode(t, "a", ns.ClientURL(), cluster.WithProbeInterval(time.Second))
+	b := startNode(t, "b", ns.ClientURL())
+	a.waitPeer("b")
+	b.waitPeer("a")
+	asked := make(chan string, 4)
+	onB := b.dial(t, named("b0", asked))
+	if err := onB.sc.Bind("user:b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := onB.sc.Join("room"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, a, b)
+
+	keyDone := make(chan error, 1)
+	go func() {
+		_, err := a.n.RequestKey(ctxWait(t), "user:b", "slow")
+		keyDone <- err
+	}()
+	recv(t, asked, "b0 asked by key")
+	roomDone := make(chan error, 1)
+	go func() {
+		var last error
+		sum, _ := a.n.RequestRoom(ctxWait(t), "room", "slow", nil, func(r cluster.MemberReply) { last = r.Err })
+		if sum.Asked != 1 {
+			last = fmt.Errorf("summary %+v", sum)
+		}
+		roomDone <- last
+	}()
+	recv(t, asked, "b0 asked by the room")
+	cluster.KillForTest(b.n)
+	b2 := startNode(t, "b", ns.ClientURL())
+	flushAll(t, b2)
+	if err := recv(t, keyDone, "the key request"); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("key request taken by the dead incarnation: %v, want ErrNodeGone", err)
+	}
+	if err := recv(t, roomDone, "the room ask"); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("room member on the dead incarnation: %v, want ErrNodeGone", err)
+	}
+}

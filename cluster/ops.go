@@ -61,6 +61,7 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 	}
 	var (
 		node    string // the node that took the request, once it said so
+		inst    string // and its incarnation
 		probe   <-chan time.Time
 		probing bool // a probe's answer is due
 	)
@@ -91,13 +92,16 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 			switch r.Header.Get(hOp) {
 			case opAck:
 				if node == "" {
-					node = r.Header.Get(hOrigin)
+					node, inst = r.Header.Get(hOrigin), r.Header.Get(hInst)
 					t := time.NewTicker(n.o.probe)
 					defer t.Stop()
 					probe = t.C
 				}
 			case opPong:
 				probing = false
+				if r.Header.Get(hInst) != inst { // restarted under the same id
+					return wsactor.Response{}, fmt.Errorf("%w (node %s restarted)", ErrNodeGone, node)
+				}
 			case opBye: // the node is leaving: its connections go with it
 				return wsactor.Response{}, fmt.Errorf("%w (node %s left)", ErrNodeGone, node)
 			case opReply:
@@ -224,7 +228,7 @@ func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 		reply(nil, wsactor.ErrNoConn)
 		return
 	}
-	_ = m.RespondMsg(n.msg("", opAck, nil))
+	_ = m.RespondMsg(n.instMsg("", opAck, nil))
 	ctx, cancel := context.WithTimeout(n.ctx, getTimeout(m.Header, n.o.requestTimeout))
 	err := h[0].Go(ctx, value(m.Data), func(r wsactor.Response, err error) {
 		cancel()
@@ -434,6 +438,7 @@ type remoteAsk struct {
 type askNode struct {
 	id       string
 	manifest bool                // its member list arrived
+	inst     string              // the incarnation that sent it
 	pending  map[string]struct{} // members without an outcome yet
 	finished bool
 }
@@ -496,6 +501,7 @@ func (n *Node) askMessage(a *remoteAsk, m *nats.Msg, deliver func(MemberReply), 
 		}
 		if an.pending == nil {
 			an.pending = make(map[string]struct{})
+			an.inst = m.Header.Get(hInst)
 		}
 		for id := range strings.SplitSeq(string(m.Data), "\n") {
 			if id != "" {
@@ -503,6 +509,10 @@ func (n *Node) askMessage(a *remoteAsk, m *nats.Msg, deliver func(MemberReply), 
 			}
 		}
 		an.manifest = m.Header.Get(hMore) == "" // the last part
+	case opPong:
+		if an.inst != "" && m.Header.Get(hInst) != an.inst { // restarted under the same id
+			a.finish(an, ErrNodeGone, deliver, sum)
+		}
 	case opOutcome:
 		id := m.Header.Get(hConn)
 		if _, ok := an.pending[id]; !ok {
@@ -575,12 +585,12 @@ func (n *Node) answerAsk(m *nats.Msg) {
 	// The member list in parts that fit NATS's default payload limit;
 	// all but the last carry hMore.
 	for len(ids) > manifestPart {
-		part := n.msg(reply, opManifest, []byte(strings.Join(ids[:manifestPart], "\n")))
+		part := n.instMsg(reply, opManifest, []byte(strings.Join(ids[:manifestPart], "\n")))
 		part.Header.Set(hMore, "1")
 		_ = n.nc.PublishMsg(part)
 		ids = ids[manifestPart:]
 	}
-	_ = n.nc.PublishMsg(n.msg(reply, opManifest, []byte(strings.Join(ids, "\n"))))
+	_ = n.nc.PublishMsg(n.instMsg(reply, opManifest, []byte(strings.Join(ids, "\n"))))
 	n.mu.Lock()
 	if n.closed || len(members) == 0 {
 		n.mu.Unlock()

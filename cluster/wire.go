@@ -26,6 +26,7 @@ const (
 	hCode    = "Wsactor-Code"    // a remote error's code
 	hMsg     = "Wsactor-Msg"     // an error's message
 	hMore    = "Wsactor-More"    // a manifest part that is not the last
+	hInst    = "Wsactor-Inst"    // the sending node's incarnation (ack, pong, manifest)
 
 	opHello    = "hello"    // on <prefix>.hello, reply to the sender's node subject
 	opHere     = "here"     // the answer to hello
@@ -45,6 +46,16 @@ const (
 
 func (n *Node) msg(subject, op string, data []byte) *nats.Msg {
 	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{hOp: {op}, hOrigin: {n.id}}}
+}
+
+// instMsg is msg with the node's incarnation, for the answers that start or
+// confirm a wait on this node (ack, manifest, pong): a node restarted under
+// the same id answers a probe with another incarnation, which ends what the
+// dead one had taken.
+func (n *Node) instMsg(subject, op string, data []byte) *nats.Msg {
+	m := n.msg(subject, op, data)
+	m.Header[hInst] = []string{n.inst}
+	return m
 }
 
 // noResponders reports NATS's "no responders" status message.
