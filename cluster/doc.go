@@ -24,13 +24,17 @@
 // answers "no responders". The node that takes a request by key
 // acknowledges it at once with its id, and the asker probes that node every
 // [WithProbeInterval] until the reply: a node that dies with the request
-// ends it with [ErrNodeGone] then, not at its deadline. A room ask goes to every known node on its own
+// ends it with [ErrNodeGone] then, not at its deadline (also when it is
+// back under the same id: the answers carry an incarnation, random per
+// [Join], and the new one's is not the old one's). A room ask goes to every known node on its own
 // subject; each node answers with the list of members it asks, then one
 // message per member outcome, then "done". A node that is gone (its NATS
 // connection closed, as when its process dies) has no subscribers left, so
 // the ask, or the liveness probe sent every [WithProbeInterval] to nodes that
 // have not finished, gets "no responders" and its unfinished members end
-// with [ErrNodeGone] (which matches [wsactor.ErrConnLost]).
+// with [ErrNodeGone] (which matches [wsactor.ErrConnLost]). A node that
+// loses NATS ends the cross-node requests it is waiting for at once with
+// [ErrNATSDown] (in [wsactor.ErrConnLost]: they may have been handled).
 //
 // Limits: a room or key name travels base64-encoded in a subject, so names
 // are at most [wsactor.MaxNameLen] bytes (1 KiB, about 1.4 KiB in the
