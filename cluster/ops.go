@@ -59,23 +59,25 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 	if err := n.nc.PublishMsg(m); err != nil {
 		return wsactor.Response{}, fmt.Errorf("%w: %w", ErrNATSDown, err)
 	}
-	var (
-		node    string // the node that took the request, once it said so
-		inst    string // and its incarnation
-		probe   <-chan time.Time
-		probing bool // a probe's answer is due
-	)
+	// The acknowledgement does not wake this goroutine (onKeyReply notes
+	// the node in call): a quick reply costs no more than one wake-up. The
+	// probe timer looks at what was noted.
+	probe := time.NewTimer(n.o.probe)
+	defer probe.Stop()
+	probing := false // a probe's answer is due
 	for {
 		select {
 		case <-ctx.Done():
 			return wsactor.Response{}, ctxError(ctx)
-		case <-probe:
-			if !probing {
+		case <-probe.C:
+			if node, _ := call.taken(n); node != "" && !probing {
 				p := n.msg(n.nodeSubject(node), opPing, nil)
 				p.Reply = reply
 				probing = n.nc.PublishMsg(p) == nil
 			}
+			probe.Reset(n.o.probe)
 		case r := <-call.ch:
+			node, inst := call.taken(n)
 			switch {
 			case r == sigNATSLost:
 				return wsactor.Response{}, errLostNATS
@@ -90,13 +92,6 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 				return wsactor.Response{}, fmt.Errorf("%w (node %s)", ErrNodeGone, node)
 			}
 			switch r.Header.Get(hOp) {
-			case opAck:
-				if node == "" {
-					node, inst = r.Header.Get(hOrigin), r.Header.Get(hInst)
-					t := time.NewTicker(n.o.probe)
-					defer t.Stop()
-					probe = t.C
-				}
 			case opPong:
 				probing = false
 				if r.Header.Get(hInst) != inst { // restarted under the same id
@@ -115,12 +110,20 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 }
 
 // keyCall is a request by key in flight to another node. Its channel has
-// room for every message that can come for it (an acknowledgement, the
-// reply, one probe's answer at a time, a "no responders", and one of the
-// node's own signals), so the reply handler never blocks.
+// room for every message that can come for it (the reply, one probe's
+// answer at a time, a "no responders", a "bye" and one of the node's own
+// signals), so the reply handler never blocks.
 type keyCall struct {
-	ch   chan *nats.Msg
-	node string // set by onKeyReply from the acknowledgement (for peerGone)
+	ch         chan *nats.Msg
+	node, inst string // from the acknowledgement, set by onKeyReply under callsMu
+}
+
+// taken returns the node (and its incarnation) that acknowledged the call,
+// or "" before that.
+func (c *keyCall) taken(n *Node) (node, inst string) {
+	n.callsMu.Lock()
+	defer n.callsMu.Unlock()
+	return c.node, c.inst
 }
 
 // errLostNATS ends the requests in flight across NATS when it is lost.
@@ -158,8 +161,12 @@ func (n *Node) onKeyReply(m *nats.Msg) {
 	n.callsMu.Lock()
 	c := n.calls[token]
 	if c != nil {
-		if m.Header.Get(hOp) == opAck && c.node == "" {
-			c.node = m.Header.Get(hOrigin)
+		if m.Header.Get(hOp) == opAck {
+			if c.node == "" {
+				c.node, c.inst = m.Header.Get(hOrigin), m.Header.Get(hInst)
+			}
+			n.callsMu.Unlock()
+			return
 		}
 		select {
 		case c.ch <- m:
