@@ -169,7 +169,11 @@ func (s *RoomSummary) Merge(o RoomSummary) {
 // timeout, [WithRequestTimeout], whichever comes first), [ErrConnLost] if
 // the member disconnects first, and so on. each, if not nil, is called
 // exactly once per member as its outcome arrives, one call at a time, on
-// the calling goroutine; the summary counts the same outcomes. v is encoded
+// the calling goroutine before RequestRoom returns, like the body of a loop
+// over the outcomes (it is the one function this package runs inside a
+// call: the caller's own, passed to this very call). A panic in each
+// reaches the caller; the members' requests still end in their actors. The
+// summary counts the same outcomes. v is encoded
 // once; each member's request envelope (its own request id) is written
 // around those bytes. The members are the room's at the time of the call:
 // a member that joins later is not asked. The error is non-nil only when v

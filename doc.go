@@ -43,8 +43,10 @@
 // and queues it to every member (a slow member is skipped and counted, never
 // waited for); [Server.RequestRoom] asks every member and reports exactly
 // one outcome per member; [Server.RequestKey] and [Server.SendKey] reach a
-// connection by key; [Server.WatchPresence] observes joins and leaves. The
-// cluster package carries the same operations across nodes over NATS.
+// connection by key; [Server.WatchPresence] observes joins and leaves (in
+// order, delivered after the call that made them; [Server.FlushPresence]
+// waits for them). Names are at most [MaxNameLen] bytes. The cluster
+// package carries the same operations across nodes over NATS.
 //
 // # Tracing
 //
@@ -94,17 +96,21 @@
 //
 // No callback, handler or hook ever runs inside a call that user code makes
 // into this package ([Conn.Request], [Conn.Go], [Conn.Send], [Conn.Close],
-// [Client.Request], [Server.Shutdown], ...): they run on the goroutines
-// above, so these calls may be made while holding a lock that a callback
-// takes. (The authentication hook is the exception by nature: it runs
-// inside [Server.ServeHTTP], called by net/http for the upgrade. So is
-// the inject function of [WithTracePropagation]: it reads the caller's own
-// ctx on the caller's goroutine, inside the Request or Go it serves,
-// before anything is sent and with no lock of the library held.)
+// [Conn.Join], [Client.Request], [Server.Shutdown], ...): they run on the
+// goroutines above, so these calls may be made while holding a lock that a
+// callback takes. Three exceptions, all visible at the call site: the
+// authentication hook runs inside [Server.ServeHTTP], called by net/http
+// for the upgrade; the each function passed to [Server.RequestRoom] or
+// [Server.RequestEach] is that call's own argument, run by it on the
+// caller's goroutine, one outcome at a time, like the body of a loop; and
+// the inject function of [WithTracePropagation] reads the caller's own ctx
+// on the caller's goroutine, inside the Request or Go it serves, before
+// anything is sent and with no lock of the library held.
 //
-// Rooms and keys start no goroutine: a server keeps them
-// behind one mutex; Broadcast writes on the caller's goroutine (never
-// blocking on a socket); RequestRoom waits on the caller's goroutine for
-// outcomes posted by the members' actors; presence watchers run one at a
-// time on the goroutine of a caller that changed a membership.
+// Rooms and keys keep no goroutine of their own while nothing happens: a
+// server keeps them behind one mutex; Broadcast writes on the caller's
+// goroutine (never blocking on a socket); RequestRoom waits on the caller's
+// goroutine for outcomes posted by the members' actors; presence watchers
+// run one at a time on a delivery goroutine that exists only while events
+// are queued, and that Shutdown waits for.
 package wsactor

@@ -1,6 +1,7 @@
 package wsactor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,10 +17,13 @@ import (
 // all). Everything sits behind one mutex; there is no goroutine per room,
 // and a room exists only while it has members (an idle room costs its map
 // entry). Presence events are queued under that mutex, in the order of the
-// changes, and delivered outside it by whichever caller finds no delivery
-// running (the same on-demand scheme as the write path's flusher): watchers
-// see every change of a name in order, one event at a time, and a watcher
-// may itself call Join or Leave (its event is delivered after it returns).
+// changes, and delivered outside it by a goroutine of the registry's own,
+// started when the first event is queued and ending when the queue is empty
+// (the mailbox's on-demand scheme): no watcher runs inside the Join, Leave,
+// Bind or Unbind that caused its event; watchers see every change in order,
+// one event at a time; and a watcher may itself call Join or Leave (its
+// event is queued and delivered after it returns). The server's Shutdown
+// waits for that goroutine.
 
 var (
 	// ErrServerOnly: rooms and keys belong to a [Server]'s connections; a
@@ -27,10 +31,29 @@ var (
 	ErrServerOnly = errors.New("wsactor: rooms and keys are for a server's connections")
 	// ErrEmptyName: a room or key name must not be empty.
 	ErrEmptyName = errors.New("wsactor: empty room or key name")
+	// ErrNameTooLong: a room or key name is over [MaxNameLen] bytes.
+	ErrNameTooLong = fmt.Errorf("wsactor: room or key name over %d bytes", MaxNameLen)
 	// ErrNoConn: no live connection holds the key ([Server.RequestKey],
 	// [Server.SendKey]); nothing was sent.
 	ErrNoConn = errors.New("wsactor: no connection holds the key")
 )
+
+// MaxNameLen is the longest room or key name, in bytes: names are kept per
+// member, and the cluster package carries them in NATS subjects (base64,
+// within NATS's 4 KiB protocol line, which a longer subject would make the
+// NATS server close the connection over).
+const MaxNameLen = 1024
+
+// checkName returns why name cannot be a room or key name, or nil.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return ErrEmptyName
+	case len(name) > MaxNameLen:
+		return ErrNameTooLong
+	}
+	return nil
+}
 
 // PresenceKind says what a [Presence] event reports.
 type PresenceKind uint8
@@ -76,9 +99,13 @@ type registry struct {
 	keys   map[string][]*Conn // holders, oldest first
 	byConn map[*Conn]*membership
 
-	watchers   []*watcher // copy on write
-	events     []Presence // queued for delivery
-	delivering bool
+	watchers   []*watcher    // copy on write
+	events     []Presence    // queued for delivery
+	delivering bool          // the delivery goroutine runs
+	idle       chan struct{} // closed when that goroutine ends
+	queued     uint64        // events queued so far
+	delivered  uint64        // events delivered so far
+	step       chan struct{} // closed at the next delivery, while FlushPresence waits
 }
 
 type membership struct {
@@ -107,14 +134,15 @@ func (c *Conn) reg() (*registry, error) {
 // Join adds the connection to room (a no-op if it is a member already).
 // A connection may be in any number of rooms; it leaves all of them when it
 // closes. Join on a closed connection returns [ErrClosed], on a client's
-// connection [ErrServerOnly].
+// connection [ErrServerOnly]; a name that is empty or over [MaxNameLen]
+// bytes, [ErrEmptyName] or [ErrNameTooLong].
 func (c *Conn) Join(room string) error {
 	r, err := c.reg()
 	if err != nil {
 		return err
 	}
-	if room == "" {
-		return ErrEmptyName
+	if err := checkName(room); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	// Checked under the lock: the disconnect stores Err before it removes
@@ -179,14 +207,14 @@ func (c *Conn) Rooms() []string {
 // holding the *Conn. Several connections may hold one key (a user's tabs):
 // SendKey reaches all of them, RequestKey asks the one that bound it last.
 // The key is released when the connection closes. Bind on a closed
-// connection returns [ErrClosed].
+// connection returns [ErrClosed]; names are checked as by [Conn.Join].
 func (c *Conn) Bind(key string) error {
 	r, err := c.reg()
 	if err != nil {
 		return err
 	}
-	if key == "" {
-		return ErrEmptyName
+	if err := checkName(key); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	if c.Err() != nil {
@@ -295,15 +323,17 @@ func (s *Server) Holders(key string) []*Conn {
 
 // WatchPresence calls fn for every change of a room's members or a key's
 // holders from now on, until stop is called. Events are delivered one at a
-// time, in the order of the changes, on the goroutine of one of the callers
-// that made changes (Join, Leave, Bind, Unbind, or a connection's read
-// goroutine as it closes), after the change and outside any lock: fn may
-// call Join, Leave, Bind and Unbind, whose events follow once fn returns.
-// fn must be quick (it delays the caller that delivers it) and must not
-// wait for another connection's events. A panic in fn is reported to the
-// error hook ([WithErrorHook]) with [ErrHandlerPanic] and does not stop the
-// delivery of the other events. After stop returns fn is not called again,
-// except by an event delivery already running on another goroutine.
+// time, in the order of the changes, after the change and outside any lock,
+// on a goroutine of the server's that runs only while events are queued:
+// never inside the Join, Leave, Bind or Unbind that made the change, so
+// these may be called while holding a lock that fn takes. fn may call Join,
+// Leave, Bind and Unbind itself; their events follow once fn returns. fn
+// must be quick (it delays every later event) and must not wait for a later
+// event. A panic in fn is reported to the error hook ([WithErrorHook]) with
+// [ErrHandlerPanic] and does not stop the delivery of the other events.
+// After stop returns fn is not called again, except by a delivery already
+// under way. [Server.Shutdown] and [Server.Close] return after the events
+// of the connections they closed were delivered.
 func (s *Server) WatchPresence(fn func(Presence)) (stop func()) {
 	r := s.sh.rooms
 	w := &watcher{fn: fn}
@@ -385,18 +415,27 @@ func (r *registry) unbindLocked(c *Conn, key string, disconnected bool) bool {
 func (r *registry) eventLocked(p Presence) {
 	if len(r.watchers) > 0 {
 		r.events = append(r.events, p)
+		r.queued++
 	}
 }
 
-// deliver is called with r.mu held and releases it. If no other caller is
-// delivering, it delivers the queued events (its own and any queued
-// meanwhile) until none is left.
+// deliver is called with r.mu held and releases it. If events are queued
+// and no delivery goroutine runs, it starts one.
 func (r *registry) deliver() {
 	if r.delivering || len(r.events) == 0 {
 		r.mu.Unlock()
 		return
 	}
 	r.delivering = true
+	r.idle = make(chan struct{})
+	r.mu.Unlock()
+	go r.run()
+}
+
+// run is the delivery goroutine: it delivers the queued events, those
+// queued meanwhile included, and ends when none is left.
+func (r *registry) run() {
+	r.mu.Lock()
 	for len(r.events) > 0 {
 		p := r.events[0]
 		r.events[0] = Presence{}
@@ -410,8 +449,54 @@ func (r *registry) deliver() {
 			r.call(w, p)
 		}
 		r.mu.Lock()
+		r.delivered++
+		if r.step != nil {
+			close(r.step)
+			r.step = nil
+		}
 	}
 	r.delivering = false
+	close(r.idle)
+	r.mu.Unlock()
+}
+
+// FlushPresence returns once the presence watchers ([Server.WatchPresence])
+// have had every event of the changes made before it was called, or with
+// ctx's error when ctx ends first. Joins and leaves return before their
+// events are delivered; this is how code that reacts to them (the cluster
+// package's subscriptions, say) can be waited for. Do not call it from a
+// watcher: it would wait for itself until ctx ends.
+func (s *Server) FlushPresence(ctx context.Context) error {
+	r := s.sh.rooms
+	r.mu.Lock()
+	target := r.queued
+	for r.delivered < target {
+		if r.step == nil {
+			r.step = make(chan struct{})
+		}
+		step := r.step
+		r.mu.Unlock()
+		select {
+		case <-step:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// wait returns once no delivery goroutine runs. The server calls it when
+// its connections are gone, so that no new one starts afterwards.
+func (r *registry) wait() {
+	r.mu.Lock()
+	for r.delivering {
+		idle := r.idle
+		r.mu.Unlock()
+		<-idle
+		r.mu.Lock()
+	}
 	r.mu.Unlock()
 }
 

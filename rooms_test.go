@@ -170,10 +170,20 @@ func TestPresenceWatcherReentrantAndPanics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, want := range []string{"joined a", "returned", "joined b", "joined boom", "joined c"} {
+	// The watcher's own Join returns before its event is delivered; that
+	// event comes after the watcher returned, among the test's own joins.
+	for _, want := range []string{"joined a", "returned"} {
 		if got := recv(t, events, want); got != want {
 			t.Fatalf("got %q, want %q", got, want)
 		}
+	}
+	var rest []string
+	for range 3 {
+		rest = append(rest, recv(t, events, "an event"))
+	}
+	boom, c := slices.Index(rest, "joined boom"), slices.Index(rest, "joined c")
+	if boom < 0 || c < boom || !slices.Contains(rest, "joined b") { // the test's joins in their order
+		t.Fatalf("events after the watcher returned: %q", rest)
 	}
 	if err := recv(t, errs, "panic report"); !errors.Is(err, wsactor.ErrHandlerPanic) {
 		t.Fatalf("error hook got %v", err)
@@ -518,5 +528,158 @@ func TestKeys(t *testing.T) {
 	}
 	if _, err := srv.SendKey("user:7", "x"); !errors.Is(err, wsactor.ErrNoConn) {
 		t.Fatalf("SendKey on a released key = %v", err)
+	}
+}
+
+// Presence watchers never run inside the call that changed a membership:
+// Join, Leave, Bind and Unbind return while the caller holds a lock the
+// watcher takes, and the events still arrive, in order.
+func TestPresenceWatcherNotOnCaller(t *testing.T) {
+	srv, url, conns := roomServer(t)
+	var mu sync.Mutex
+	events := make(chan string, 16)
+	stop := srv.WatchPresence(func(p wsactor.Presence) {
+		mu.Lock() // the caller's lock: taken by the caller during its calls
+		events <- p.Kind.String() + " " + p.Name
+		mu.Unlock()
+	})
+	defer stop()
+	m := join(t, url, conns, nil)
+	done := make(chan error, 1)
+	go func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := m.sc.Join("r"); err != nil {
+			done <- err
+			return
+		}
+		if err := m.sc.Bind("k"); err != nil {
+			done <- err
+			return
+		}
+		m.sc.Leave("r")
+		m.sc.Unbind("k")
+		done <- nil
+	}()
+	if err := recv(t, done, "Join, Bind, Leave, Unbind under the caller's lock"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"joined r", "bound k", "left r", "unbound k"} {
+		if got := recv(t, events, want); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}
+
+// Close waits for the presence watchers: when it returns, the events of the
+// connections it closed have all been delivered and no watcher runs.
+func TestPresenceCloseWaitsForWatchers(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	srv, url, conns := roomServer(t, wsactor.WithDisconnectHook(func(*wsactor.Conn, error) {
+		once.Do(func() { close(release) }) // Close is under way
+	}))
+	var left, running atomic.Int32
+	first := make(chan struct{})
+	srv.WatchPresence(func(p wsactor.Presence) {
+		running.Add(1)
+		defer running.Add(-1)
+		switch p.Kind {
+		case wsactor.Joined:
+			if p.Count == 1 {
+				close(first)
+				<-release // held until Close has begun closing the connections
+			}
+		case wsactor.Left:
+			if p.Count == 0 {
+				// The last event lingers: a Close that did not wait for
+				// the watcher would return first. (A delay, not a
+				// synchronisation: with the wait, the test passes however
+				// slow the machine.)
+				<-time.After(100 * time.Millisecond)
+			}
+			left.Add(1)
+		}
+	})
+	const n = 4
+	var ms []*member
+	for range n {
+		ms = append(ms, join(t, url, conns, nil))
+	}
+	joined := make(chan error, 1)
+	go func() { // not on the test's goroutine: with watchers run by Join, this one would block
+		var err error
+		for _, m := range ms {
+			err = errors.Join(err, m.sc.Join("r"))
+		}
+		joined <- err
+	}()
+	if err := recv(t, joined, "the joins"); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, first, "the first event")
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l, r := left.Load(), running.Load(); l != n || r != 0 {
+		t.Fatalf("after Close: %d of %d Left events delivered, %d watchers running", l, n, r)
+	}
+}
+
+// Names are checked: empty, or over MaxNameLen bytes, refused.
+func TestRoomNameLimits(t *testing.T) {
+	_, url, conns := roomServer(t)
+	m := join(t, url, conns, nil)
+	long := strings.Repeat("x", wsactor.MaxNameLen+1)
+	if err := m.sc.Join(long); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Join(long) = %v", err)
+	}
+	if err := m.sc.Bind(long); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Bind(long) = %v", err)
+	}
+	if err := m.sc.Join(long[1:]); err != nil {
+		t.Fatalf("Join of MaxNameLen bytes: %v", err)
+	}
+	if r := m.sc.Rooms(); len(r) != 1 || len(r[0]) != wsactor.MaxNameLen {
+		t.Fatalf("rooms %d", len(r))
+	}
+}
+
+// FlushPresence returns once the events of earlier changes were delivered,
+// or at ctx's end while a watcher holds them.
+func TestFlushPresence(t *testing.T) {
+	srv, url, conns := roomServer(t)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the server's Close, on failure too
+	var seen atomic.Int32
+	stop := srv.WatchPresence(func(p wsactor.Presence) {
+		if p.Name == "a" {
+			<-release
+		}
+		seen.Add(1)
+	})
+	defer stop()
+	if err := srv.FlushPresence(ctxWait(t)); err != nil { // nothing queued
+		t.Fatal(err)
+	}
+	m := join(t, url, conns, nil)
+	for _, room := range []string{"a", "b"} {
+		if err := m.sc.Join(room); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := srv.FlushPresence(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("FlushPresence with a watcher holding the events: %v", err)
+	}
+	unblock()
+	if err := srv.FlushPresence(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := seen.Load(); n != 2 {
+		t.Fatalf("%d events delivered after FlushPresence, want 2", n)
 	}
 }

@@ -361,6 +361,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.sh.rooms.wait() // rooms.go: the presence events of the closed connections
 	s.sh.pool.Close()
 	return err
 }

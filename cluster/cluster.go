@@ -35,6 +35,7 @@ type Node struct {
 	nc     *nats.Conn
 	o      options
 	id     string
+	inst   string // this incarnation of the node: random, per Join
 	prefix string // with the trailing dot
 
 	ctx    context.Context // ends at Close: remote asks in progress end
@@ -45,8 +46,24 @@ type Node struct {
 	subs   map[string]*nats.Subscription // room and key subjects
 	peers  map[string]struct{}
 	closed bool
-	own    []*nats.Subscription // hello, node subject
+	own    []*nats.Subscription // hello, node subject, reply inbox
 	stopW  func()
+
+	// Requests by key in flight to other nodes (ops.go): replies come to
+	// inbox.<token> on one subscription, as in nats.go's own request mux.
+	inbox   string
+	callsMu sync.Mutex
+	calls   map[string]*keyCall
+	callSeq uint64
+	lost    chan struct{} // closed when NATS is lost (then replaced): room asks in flight end
+
+	// Events for the hook, delivered in order by a goroutine that runs only
+	// while some are queued (never on a caller's goroutine).
+	evMu      sync.Mutex
+	evQueue   []Event
+	evRunning bool
+	evIdle    chan struct{}
+	evClosed  bool
 }
 
 // EventKind says what an [Event] reports.
@@ -102,8 +119,13 @@ func WithNATSOptions(opts ...nats.Option) Option {
 	return func(o *options) { o.natsOpts = append(o.natsOpts, opts...) }
 }
 
-// WithEventHook calls fn on connection and peer changes. It runs on a
-// nats.go goroutine and must be quick.
+// WithEventHook calls fn on connection and peer changes, one event at a
+// time and in order, on a goroutine of the node's that runs only while
+// events are queued: never inside a call made into the node (a peer found
+// gone during [Node.RequestRoom] is reported after, not inside it). fn
+// must be quick and must not call [Node.Close] (which waits for it); a
+// panic in fn is not recovered (as in nats.go's own handlers). No event is
+// delivered after Close returns.
 func WithEventHook(fn func(Event)) Option { return func(o *options) { o.onEvent = fn } }
 
 // WithProbeInterval sets how often a room ask checks that the nodes that
@@ -138,10 +160,14 @@ func Join(srv *wsactor.Server, url string, opts ...Option) (*Node, error) {
 	case o.probe <= 0 || o.requestTimeout <= 0:
 		return nil, fmt.Errorf("%w: probe interval %v, request timeout %v", errBadOption, o.probe, o.requestTimeout)
 	}
+	var inst [8]byte
+	_, _ = rand.Read(inst[:])
 	n := &Node{
-		srv: srv, o: o, id: o.id, prefix: o.prefix + ".",
+		srv: srv, o: o, id: o.id, inst: hex.EncodeToString(inst[:]), prefix: o.prefix + ".",
 		subs:  make(map[string]*nats.Subscription),
 		peers: make(map[string]struct{}),
+		calls: make(map[string]*keyCall),
+		lost:  make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	nopts := append([]nats.Option{nats.MaxReconnects(-1), nats.NoEcho(), nats.Name("wsactor node " + o.id)}, o.natsOpts...)
@@ -155,6 +181,7 @@ func Join(srv *wsactor.Server, url string, opts ...Option) (*Node, error) {
 	if err := n.start(); err != nil {
 		n.cancel()
 		nc.Close()
+		n.closeEvents()
 		return nil, err
 	}
 	return n, nil
@@ -165,6 +192,7 @@ func (n *Node) chainHandlers() {
 	nc := n.nc
 	userDisc, userRec := nc.DisconnectErrHandler(), nc.ReconnectHandler()
 	nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
+		n.failCalls(sigNATSLost) // requests by key in flight: their replies may never come
 		n.event(Event{Kind: Disconnected, Err: err})
 		if userDisc != nil {
 			userDisc(c, err)
@@ -189,7 +217,14 @@ func (n *Node) start() error {
 		_ = hello.Unsubscribe()
 		return fmt.Errorf("cluster: %w", err)
 	}
-	n.own = []*nats.Subscription{hello, self}
+	n.inbox = n.nc.NewInbox()
+	replies, err := n.nc.Subscribe(n.inbox+".*", n.onKeyReply)
+	if err != nil {
+		_ = hello.Unsubscribe()
+		_ = self.Unsubscribe()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.own = []*nats.Subscription{hello, self, replies}
 	n.stopW = n.srv.WatchPresence(n.onPresence)
 	// What the server has already; events from now on reconcile the rest.
 	for _, room := range n.srv.Rooms() {
@@ -232,10 +267,17 @@ func (n *Node) NATS() *nats.Conn { return n.nc }
 // Connected reports whether the node is connected to NATS now.
 func (n *Node) Connected() bool { return n.nc.IsConnected() }
 
-// Flush waits until NATS has processed everything the node sent so far,
-// subscriptions included: after it, rooms and keys that had members when it
-// was called are reachable from the other nodes.
-func (n *Node) Flush(ctx context.Context) error { return n.nc.FlushWithContext(ctx) }
+// Flush waits until the node has followed the membership changes made
+// before it was called ([wsactor.Server.FlushPresence]) and NATS has
+// processed everything the node sent so far, subscriptions included: after
+// it, rooms and keys that had members when it was called are reachable from
+// the other nodes.
+func (n *Node) Flush(ctx context.Context) error {
+	if err := n.srv.FlushPresence(ctx); err != nil {
+		return err
+	}
+	return n.nc.FlushWithContext(ctx)
+}
 
 // Close leaves the cluster: the node unsubscribes, tells the others, ends
 // the room asks it was answering and closes its NATS connection. It does not
@@ -269,14 +311,62 @@ func (n *Node) stop(bye bool) error {
 	}
 	n.cancel()
 	n.wg.Wait()
+	n.failCalls(sigClosed)
 	n.nc.Close()
+	n.closeEvents()
 	return nil
 }
 
+// event queues e for the hook and starts the delivery goroutine if none
+// runs.
 func (n *Node) event(e Event) {
-	if n.o.onEvent != nil {
-		n.o.onEvent(e)
+	if n.o.onEvent == nil {
+		return
 	}
+	n.evMu.Lock()
+	if n.evClosed {
+		n.evMu.Unlock()
+		return
+	}
+	n.evQueue = append(n.evQueue, e)
+	if n.evRunning {
+		n.evMu.Unlock()
+		return
+	}
+	n.evRunning = true
+	n.evIdle = make(chan struct{})
+	n.evMu.Unlock()
+	go n.runEvents()
+}
+
+// runEvents delivers the queued events, those queued meanwhile included,
+// and ends when none is left.
+func (n *Node) runEvents() {
+	n.evMu.Lock()
+	for len(n.evQueue) > 0 {
+		e := n.evQueue[0]
+		n.evQueue = n.evQueue[1:]
+		n.evMu.Unlock()
+		n.o.onEvent(e) // a panic is not recovered, as in nats.go's handlers
+		n.evMu.Lock()
+	}
+	n.evQueue = nil
+	n.evRunning = false
+	close(n.evIdle)
+	n.evMu.Unlock()
+}
+
+// closeEvents stops new events and waits for the delivery of those queued.
+func (n *Node) closeEvents() {
+	n.evMu.Lock()
+	n.evClosed = true
+	for n.evRunning {
+		idle := n.evIdle
+		n.evMu.Unlock()
+		<-idle
+		n.evMu.Lock()
+	}
+	n.evMu.Unlock()
 }
 
 // Subjects.
@@ -398,6 +488,7 @@ func (n *Node) peerDown(id string) {
 	_, had := n.peers[id]
 	delete(n.peers, id)
 	n.mu.Unlock()
+	n.peerGone(id) // ops.go: its requests by key in flight end now
 	if had {
 		n.event(Event{Kind: PeerDown, Peer: id})
 	}
@@ -409,7 +500,7 @@ func (n *Node) onNode(m *nats.Msg) {
 	case opHere:
 		n.peerUp(m.Header.Get(hOrigin))
 	case opPing:
-		_ = m.RespondMsg(n.msg("", opPong, nil))
+		_ = m.RespondMsg(n.instMsg("", opPong, nil))
 	case opAsk:
 		n.answerAsk(m)
 	}

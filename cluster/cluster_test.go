@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,7 +71,7 @@ type node struct {
 	events chan cluster.Event
 }
 
-func startNode(t testing.TB, name, natsURL string) *node {
+func startNode(t testing.TB, name, natsURL string, opts ...cluster.Option) *node {
 	t.Helper()
 	nd := &node{t: t, name: name, conns: make(chan *wsactor.Conn, 64), events: make(chan cluster.Event, 256)}
 	srv, err := wsactor.NewServer(wsactor.WithConnectHook(func(c *wsactor.Conn) { nd.conns <- c }))
@@ -80,16 +82,18 @@ func startNode(t testing.TB, name, natsURL string) *node {
 	mux.Handle("/primus", srv)
 	hs := httptest.NewServer(mux)
 	nd.srv, nd.url = srv, "ws"+strings.TrimPrefix(hs.URL, "http")+"/primus"
-	n, err := cluster.Join(srv, natsURL,
+	all := append([]cluster.Option{
 		cluster.WithNodeID(name),
-		cluster.WithProbeInterval(50*time.Millisecond),
+		cluster.WithProbeInterval(50 * time.Millisecond),
 		cluster.WithEventHook(func(e cluster.Event) {
 			select {
 			case nd.events <- e:
 			default:
 			}
 		}),
-		cluster.WithNATSOptions(nats.ReconnectWait(20*time.Millisecond)))
+		cluster.WithNATSOptions(nats.ReconnectWait(20 * time.Millisecond)),
+	}, opts...) // later options win
+	n, err := cluster.Join(srv, natsURL, all...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,9 +346,9 @@ func TestCrossNodeRoom(t *testing.T) {
 }
 
 // A node that dies mid-ask: its members end with ErrNodeGone (a probe finds
-// its subject without responders) long before the deadline; a request in
-// flight to it ends by its deadline; later requests for its keys fail at
-// once with ErrNoConn.
+// its subject without responders) long before the deadline; so does a
+// request by key in flight to it (the node acknowledged it, and the asker
+// probes it); later requests for its keys fail at once with ErrNoConn.
 func TestNodeKilledMidRequest(t *testing.T) {
 	_, nodes := clusterOf(t, "a", "b", "c")
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -361,12 +365,11 @@ func TestNodeKilledMidRequest(t *testing.T) {
 	}
 	flushAll(t, nodes...)
 
-	// A request by key in flight when b dies ends at its deadline.
+	// A request by key in flight when b dies ends with ErrNodeGone, not at
+	// its deadline (ErrTimeout, which the test's wait would outlast).
 	keyDone := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := a.n.RequestKey(ctx, "user:b", "slow")
+		_, err := a.n.RequestKey(ctxWait(t), "user:b", "slow")
 		keyDone <- err
 	}()
 	recv(t, asked, "b asked by key")
@@ -398,8 +401,8 @@ func TestNodeKilledMidRequest(t *testing.T) {
 	if sum := recv(t, sumc, "summary"); sum.Asked != 2 || sum.Replied != 1 || sum.Lost != 1 {
 		t.Fatalf("summary %+v", sum)
 	}
-	if err := recv(t, keyDone, "key request"); !errors.Is(err, wsactor.ErrTimeout) {
-		t.Fatalf("key request in flight to the dead node: %v", err)
+	if err := recv(t, keyDone, "key request"); !errors.Is(err, cluster.ErrNodeGone) || !errors.Is(err, wsactor.ErrConnLost) {
+		t.Fatalf("key request in flight to the dead node: %v, want ErrNodeGone", err)
 	}
 	if _, err := a.n.RequestKey(ctxWait(t), "user:b", "hi"); !errors.Is(err, wsactor.ErrNoConn) {
 		t.Fatalf("key of the dead node: %v, want ErrNoConn", err)
@@ -753,5 +756,268 @@ func TestRoomAskManifestInParts(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("%s: %d outcomes", id, n)
 		}
+	}
+}
+
+// The event hook never runs inside a call made into the node: a room ask
+// made while holding a lock the hook takes returns, though it finds a node
+// gone (a PeerDown event), and the event arrives after.
+func TestEventHookNotInsideCalls(t *testing.T) {
+	ns := startNATS(t, -1)
+	var mu sync.Mutex
+	evs := make(chan cluster.Event, 64)
+	a := startNode(t, "a", ns.ClientURL(), cluster.WithEventHook(func(e cluster.Event) {
+		mu.Lock() // the caller's lock
+		defer mu.Unlock()
+		select {
+		case evs <- e:
+		default:
+		}
+	}))
+	b := startNode(t, "b", ns.ClientURL())
+	for !slices.Contains(a.n.Peers(), "b") {
+		recv(t, evs, "a: b up")
+	}
+	b.waitPeer("a")
+	onB := b.dial(t, named("b0", nil))
+	if err := onB.sc.Join("room"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, a, b)
+	cluster.KillForTest(b.n) // no goodbye: a learns it from the ask
+
+	done := make(chan cluster.Summary, 1)
+	go func() {
+		mu.Lock()
+		defer mu.Unlock()
+		sum, _ := a.n.RequestRoom(ctxWait(t), "room", "q", nil, nil)
+		done <- sum
+	}()
+	if sum := recv(t, done, "a room ask under the hook's lock"); sum.Nodes != 1 || sum.NodesMissed != 1 || sum.Asked != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	for {
+		if e := recv(t, evs, "PeerDown b"); e.Kind == cluster.PeerDown && e.Peer == "b" {
+			break
+		}
+	}
+}
+
+// A request by key in flight across NATS ends at once when this node loses
+// NATS (ErrNATSDown, in ErrConnLost: it may have been handled) or is
+// closed (ErrClosed), not at its deadline; nothing hangs.
+func TestKeyRequestInFlightNATSLostOrClosed(t *testing.T) {
+	ns, nodes := clusterOf(t, "a", "b", "c")
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	asked := make(chan string, 4)
+	onA := a.dial(t, named("a0", asked))
+	if err := onA.sc.Bind("user:a"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, nodes...)
+
+	// c's own Close ends its request in flight.
+	closed := make(chan error, 1)
+	go func() {
+		_, err := c.n.RequestKey(ctxWait(t), "user:a", "slow")
+		closed <- err
+	}()
+	recv(t, asked, "a0 asked from c")
+	if err := c.n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, closed, "c's request"); !errors.Is(err, cluster.ErrClosed) || !errors.Is(err, wsactor.ErrConnLost) {
+		t.Fatalf("request in flight as its node closed: %v, want ErrClosed", err)
+	}
+
+	// NATS goes away under b's request.
+	lost := make(chan error, 1)
+	go func() {
+		_, err := b.n.RequestKey(ctxWait(t), "user:a", "slow")
+		lost <- err
+	}()
+	recv(t, asked, "a0 asked from b")
+	ns.Shutdown()
+	if err := recv(t, lost, "b's request"); !errors.Is(err, cluster.ErrNATSDown) || !errors.Is(err, wsactor.ErrConnLost) {
+		t.Fatalf("request in flight as NATS went: %v, want ErrNATSDown", err)
+	}
+}
+
+// Node.Flush follows the membership changes made before it: Bind returns
+// before the node subscribes (presence events are delivered after the
+// call), and Flush waits for that delivery; then the key is reachable from
+// another node.
+func TestFlushFollowsPresence(t *testing.T) {
+	_, nodes := clusterOf(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the nodes' cleanups, on failure too
+	stop := a.srv.WatchPresence(func(p wsactor.Presence) {
+		if p.Name == "block" && p.Kind == wsactor.Bound {
+			<-release // holds the delivery of the events after this one
+		}
+	})
+	defer stop()
+	onA := a.dial(t, named("a0", nil))
+	if err := onA.sc.Bind("block"); err != nil {
+		t.Fatal(err)
+	}
+	if err := onA.sc.Bind("user:a"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := a.n.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush with the presence events held: %v, want DeadlineExceeded", err)
+	}
+	unblock()
+	flushAll(t, a)
+	r, err := b.n.RequestKey(ctxWait(t), "user:a", "hi")
+	if err != nil || str(t, r) != "a0:hi" {
+		t.Fatalf("b → user:a after a's Flush: %s %v", r.Data, err)
+	}
+}
+
+// A room or key name over wsactor.MaxNameLen is refused before anything
+// reaches NATS: a subject that long would make the NATS server close the
+// node's connection. The node stays connected.
+func TestLongNamesRefused(t *testing.T) {
+	_, nodes := clusterOf(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	onB := b.dial(t, named("b0", nil))
+	long := strings.Repeat("x", 3*wsactor.MaxNameLen)
+	if err := onB.sc.Join(long); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Join: %v", err)
+	}
+	if err := onB.sc.Bind(long); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Bind: %v", err)
+	}
+	if err := onB.sc.Bind("user:b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := onB.sc.Join(strings.Repeat("r", wsactor.MaxNameLen)); err != nil { // the longest name
+		t.Fatal(err)
+	}
+	flushAll(t, nodes...)
+	if _, err := a.n.RequestKey(ctxWait(t), long, "hi"); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("RequestKey: %v", err)
+	}
+	if _, err := a.n.SendKey(long, "hi"); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("SendKey: %v", err)
+	}
+	if _, err := a.n.Broadcast(long, "hi", nil); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("Broadcast: %v", err)
+	}
+	if _, err := a.n.RequestRoom(ctxWait(t), long, "hi", nil, nil); !errors.Is(err, wsactor.ErrNameTooLong) {
+		t.Fatalf("RequestRoom: %v", err)
+	}
+	flushAll(t, a)
+	for {
+		select {
+		case e := <-a.events:
+			if e.Kind == cluster.Disconnected {
+				t.Fatalf("a lost NATS: %v", e.Err)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if sum, err := a.n.RequestRoom(ctxWait(t), strings.Repeat("r", wsactor.MaxNameLen), "hi", nil, nil); err != nil || sum.Replied != 1 {
+		t.Fatalf("the longest room across nodes: %+v %v", sum, err)
+	}
+	if r, err := a.n.RequestKey(ctxWait(t), "user:b", "hi"); err != nil || str(t, r) != "b0:hi" {
+		t.Fatalf("a → b after the refusals: %s %v", r.Data, err)
+	}
+}
+
+// A room ask whose other nodes have not answered when this node loses NATS
+// ends their members at once with ErrNATSDown (in ErrConnLost), not at its
+// deadline; the local members still answer.
+func TestRoomAskNATSLost(t *testing.T) {
+	ns, nodes := clusterOf(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	asked := make(chan string, 4)
+	onB := b.dial(t, named("b0", asked))
+	onA := a.dial(t, func(context.Context, *wsactor.Conn, wsactor.Request) (any, error) { return "a0", nil })
+	for _, c := range []*client{onA, onB} {
+		if err := c.sc.Join("room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushAll(t, nodes...)
+	outs := make(chan cluster.MemberReply, 4)
+	sums := make(chan cluster.Summary, 1)
+	go func() {
+		sum, _ := a.n.RequestRoom(ctxWait(t), "room", "slow", nil, func(r cluster.MemberReply) { outs <- r })
+		sums <- sum
+	}()
+	recv(t, asked, "b0 asked")
+	ns.Shutdown()
+	sum := recv(t, sums, "the room ask")
+	got := map[string]error{}
+	for range sum.Asked {
+		r := recv(t, outs, "an outcome")
+		got[r.Node] = r.Err
+	}
+	if got["a"] != nil || sum.Replied != 1 || sum.TimedOut != 0 {
+		t.Fatalf("summary %+v, a's member: %v", sum, got["a"])
+	}
+	// b's member list may not have been read when NATS went: then b is
+	// missed (its members unknown); else its member ends as lost.
+	if sum.NodesMissed == 0 && (!errors.Is(got["b"], cluster.ErrNATSDown) || !errors.Is(got["b"], wsactor.ErrConnLost) || sum.Lost != 1) {
+		t.Fatalf("summary %+v; b's member: %v, want ErrNATSDown", sum, got["b"])
+	}
+	t.Logf("summary %+v", sum)
+}
+
+// A node killed and started again under the same id at once: the new
+// incarnation answers the probes, but what the dead one had taken (a
+// request by key, members of a room ask) ends with ErrNodeGone at the next
+// probe, not at the deadline.
+func TestNodeRestartedUnderSameID(t *testing.T) {
+	ns := startNATS(t, -1)
+	// a probes every second: b is back long before the first probe (when
+	// it is not, no responders ends the requests just the same).
+	a := startNode(t, "a", ns.ClientURL(), cluster.WithProbeInterval(time.Second))
+	b := startNode(t, "b", ns.ClientURL())
+	a.waitPeer("b")
+	b.waitPeer("a")
+	asked := make(chan string, 4)
+	onB := b.dial(t, named("b0", asked))
+	if err := onB.sc.Bind("user:b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := onB.sc.Join("room"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, a, b)
+
+	keyDone := make(chan error, 1)
+	go func() {
+		_, err := a.n.RequestKey(ctxWait(t), "user:b", "slow")
+		keyDone <- err
+	}()
+	recv(t, asked, "b0 asked by key")
+	roomDone := make(chan error, 1)
+	go func() {
+		var last error
+		sum, _ := a.n.RequestRoom(ctxWait(t), "room", "slow", nil, func(r cluster.MemberReply) { last = r.Err })
+		if sum.Asked != 1 {
+			last = fmt.Errorf("summary %+v", sum)
+		}
+		roomDone <- last
+	}()
+	recv(t, asked, "b0 asked by the room")
+	cluster.KillForTest(b.n)
+	b2 := startNode(t, "b", ns.ClientURL())
+	flushAll(t, b2)
+	if err := recv(t, keyDone, "the key request"); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("key request taken by the dead incarnation: %v, want ErrNodeGone", err)
+	}
+	if err := recv(t, roomDone, "the room ask"); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("room member on the dead incarnation: %v, want ErrNodeGone", err)
 	}
 }

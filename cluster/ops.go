@@ -18,9 +18,17 @@ import (
 // [*wsactor.RemoteError], [wsactor.ErrTimeout] at ctx's deadline (or
 // [WithRequestTimeout]), and so on, exactly once. A key no live connection
 // holds fails at once with [wsactor.ErrNoConn]; with NATS unreachable a key
-// with no local holder fails at once with [ErrNATSDown]. If the node
-// answering dies before the reply, the request ends at its deadline.
+// with no local holder fails at once with [ErrNATSDown]. The node that
+// takes the request acknowledges it at once with its id; while the reply
+// is due, that node is probed every [WithProbeInterval], and if it is gone
+// (it died, or left) the request fails with [ErrNodeGone] then, not at its
+// deadline. If this node loses NATS or is closed meanwhile, the request
+// fails at once with [ErrNATSDown] or [ErrClosed] (both wrapped in
+// [wsactor.ErrConnLost]: the request may have been handled).
 func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Response, error) {
+	if err := checkName(key); err != nil {
+		return wsactor.Response{}, err
+	}
 	if len(n.srv.Holders(key)) > 0 {
 		r, err := n.srv.RequestKey(ctx, key, v)
 		if !errors.Is(err, wsactor.ErrNoConn) { // not released meanwhile
@@ -39,27 +47,181 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 	}
 	ctx, cancel := n.deadline(ctx)
 	defer cancel()
+	call, token := n.newCall()
+	if call == nil {
+		return wsactor.Response{}, ErrClosed
+	}
+	defer n.dropCall(token)
+	reply := n.inbox + "." + token
 	m := n.msg(n.keySubject(key), opReq, data)
+	m.Reply = reply
 	setTimeout(m.Header, ctx)
 	n.setTrace(m.Header, ctx)
-	resp, err := n.nc.RequestMsgWithContext(ctx, m)
-	switch {
-	case err == nil:
-	case errors.Is(err, nats.ErrNoResponders):
-		return wsactor.Response{}, fmt.Errorf("%w: %q on no node", wsactor.ErrNoConn, key)
-	case ctx.Err() != nil:
-		return wsactor.Response{}, ctxError(ctx)
-	default: // the NATS connection closed or was lost meanwhile
-		return wsactor.Response{}, fmt.Errorf("%w: %w: %w", wsactor.ErrConnLost, ErrNATSDown, err)
+	if err := n.nc.PublishMsg(m); err != nil {
+		return wsactor.Response{}, fmt.Errorf("%w: %w", ErrNATSDown, err)
 	}
-	if err := getErr(resp.Header); err != nil {
-		return wsactor.Response{}, err
+	// The acknowledgement does not wake this goroutine (onKeyReply notes
+	// the node in call): a quick reply costs no more than one wake-up. The
+	// probe timer looks at what was noted.
+	probe := time.NewTimer(n.o.probe)
+	defer probe.Stop()
+	probing := false // a probe's answer is due
+	for {
+		select {
+		case <-ctx.Done():
+			return wsactor.Response{}, ctxError(ctx)
+		case <-probe.C:
+			if node, _ := call.taken(n); node != "" && !probing {
+				p := n.msg(n.nodeSubject(node), opPing, nil)
+				p.Reply = reply
+				probing = n.nc.PublishMsg(p) == nil
+			}
+			probe.Reset(n.o.probe)
+		case r := <-call.ch:
+			node, inst := call.taken(n)
+			switch {
+			case r == sigNATSLost:
+				return wsactor.Response{}, errLostNATS
+			case r == sigClosed:
+				return wsactor.Response{}, fmt.Errorf("%w: %w", wsactor.ErrConnLost, ErrClosed)
+			case noResponders(r) && node == "":
+				// Nobody took the request: no node holds the key.
+				return wsactor.Response{}, fmt.Errorf("%w: %q on no node", wsactor.ErrNoConn, key)
+			case noResponders(r):
+				// A probe found the node's subject without a subscriber.
+				n.peerDown(node)
+				return wsactor.Response{}, fmt.Errorf("%w (node %s)", ErrNodeGone, node)
+			}
+			switch r.Header.Get(hOp) {
+			case opPong:
+				probing = false
+				if r.Header.Get(hInst) != inst { // restarted under the same id
+					return wsactor.Response{}, fmt.Errorf("%w (node %s restarted)", ErrNodeGone, node)
+				}
+			case opBye: // the node is leaving: its connections go with it
+				return wsactor.Response{}, fmt.Errorf("%w (node %s left)", ErrNodeGone, node)
+			case opReply:
+				if err := getErr(r.Header); err != nil {
+					return wsactor.Response{}, err
+				}
+				return wsactor.Response{Data: dataOrNil(r.Data)}, nil
+			}
+		}
 	}
-	return wsactor.Response{Data: dataOrNil(resp.Data)}, nil
 }
 
-// onKeyRequest answers a request by key from another node, from the
-// connection actor's callback: no goroutine waits for it.
+// keyCall is a request by key in flight to another node. Its channel has
+// room for every message that can come for it (the reply, one probe's
+// answer at a time, a "no responders", a "bye" and one of the node's own
+// signals), so the reply handler never blocks.
+type keyCall struct {
+	ch         chan *nats.Msg
+	node, inst string // from the acknowledgement, set by onKeyReply under callsMu
+}
+
+// taken returns the node (and its incarnation) that acknowledged the call,
+// or "" before that.
+func (c *keyCall) taken(n *Node) (node, inst string) {
+	n.callsMu.Lock()
+	defer n.callsMu.Unlock()
+	return c.node, c.inst
+}
+
+// errLostNATS ends the requests in flight across NATS when it is lost.
+var errLostNATS = fmt.Errorf("%w: %w", wsactor.ErrConnLost, ErrNATSDown)
+
+// Signals of the node's own to its calls in flight.
+var (
+	sigNATSLost = &nats.Msg{}
+	sigClosed   = &nats.Msg{}
+)
+
+func (n *Node) newCall() (*keyCall, string) {
+	c := &keyCall{ch: make(chan *nats.Msg, 6)}
+	n.callsMu.Lock()
+	defer n.callsMu.Unlock()
+	if n.calls == nil { // closed
+		return nil, ""
+	}
+	n.callSeq++
+	token := strconv.FormatUint(n.callSeq, 36)
+	n.calls[token] = c
+	return c, token
+}
+
+func (n *Node) dropCall(token string) {
+	n.callsMu.Lock()
+	delete(n.calls, token)
+	n.callsMu.Unlock()
+}
+
+// onKeyReply routes a message for a request by key to its call; one for a
+// call that has ended is dropped.
+func (n *Node) onKeyReply(m *nats.Msg) {
+	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	n.callsMu.Lock()
+	c := n.calls[token]
+	if c != nil {
+		if m.Header.Get(hOp) == opAck {
+			if c.node == "" {
+				c.node, c.inst = m.Header.Get(hOrigin), m.Header.Get(hInst)
+			}
+			n.callsMu.Unlock()
+			return
+		}
+		select {
+		case c.ch <- m:
+		default: // more than can come for one call: a confused peer
+		}
+	}
+	n.callsMu.Unlock()
+}
+
+// failCalls ends every request by key in flight with sig; after
+// sigClosed no new one starts.
+func (n *Node) failCalls(sig *nats.Msg) {
+	n.callsMu.Lock()
+	for _, c := range n.calls {
+		select {
+		case c.ch <- sig:
+		default:
+		}
+	}
+	if sig == sigClosed {
+		n.calls = nil
+	} else {
+		close(n.lost)
+		n.lost = make(chan struct{})
+	}
+	n.callsMu.Unlock()
+}
+
+// lostChan is closed when the node next loses NATS.
+func (n *Node) lostChan() <-chan struct{} {
+	n.callsMu.Lock()
+	defer n.callsMu.Unlock()
+	return n.lost
+}
+
+// peerGone tells the requests by key in flight to node that it left.
+func (n *Node) peerGone(node string) {
+	bye := &nats.Msg{Header: nats.Header{hOp: {opBye}}}
+	n.callsMu.Lock()
+	for _, c := range n.calls {
+		if c.node == node {
+			select {
+			case c.ch <- bye:
+			default:
+			}
+		}
+	}
+	n.callsMu.Unlock()
+}
+
+// onKeyRequest answers a request by key from another node: an
+// acknowledgement with this node's id at once (the asker watches this node
+// until the reply), then the outcome from the connection actor's callback:
+// no goroutine waits for it.
 func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 	reply := func(data []byte, err error) {
 		r := n.msg("", opReply, data)
@@ -74,6 +236,7 @@ func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 		reply(nil, wsactor.ErrNoConn)
 		return
 	}
+	_ = m.RespondMsg(n.instMsg("", opAck, nil))
 	ctx, cancel := context.WithTimeout(getTrace(n.ctx, m.Header), getTimeout(m.Header, n.o.requestTimeout))
 	err := h[0].Go(ctx, value(m.Data), func(r wsactor.Response, err error) {
 		cancel()
@@ -89,10 +252,14 @@ func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 // every node. The result counts this node's holders; the other nodes' are
 // reached through NATS without an acknowledgement (a slow reader there is
 // skipped and counted by its own server). It fails only when v cannot be
-// sent at all (see [wsactor.Server.Broadcast]), or, after the local
+// sent at all (see [wsactor.Server.Broadcast]) or the name cannot be one
+// ([wsactor.ErrEmptyName], [wsactor.ErrNameTooLong]), or, after the local
 // holders got it, with [ErrNATSDown] when the other nodes could not be
 // reached.
 func (n *Node) SendKey(key string, v any) (wsactor.BroadcastResult, error) {
+	if err := checkName(key); err != nil {
+		return wsactor.BroadcastResult{}, err
+	}
 	data, err := encode(v)
 	if err != nil {
 		return wsactor.BroadcastResult{}, err
@@ -118,6 +285,9 @@ func (n *Node) onKeySend(key string, m *nats.Msg) {
 // counts this node's members; the others are reached without an
 // acknowledgement. Errors as for [Node.SendKey].
 func (n *Node) Broadcast(room string, v any, except *wsactor.Conn) (wsactor.BroadcastResult, error) {
+	if err := checkName(room); err != nil {
+		return wsactor.BroadcastResult{}, err
+	}
 	data, err := encode(v)
 	if err != nil {
 		return wsactor.BroadcastResult{}, err
@@ -171,8 +341,11 @@ type Summary struct {
 // asked has its outcome, exactly once: a reply, a [*wsactor.RemoteError],
 // [wsactor.ErrTimeout] at ctx's deadline (or [WithRequestTimeout]),
 // [wsactor.ErrConnLost] if the member disconnects, [ErrNodeGone] if its
-// node goes away. each, if not nil, gets every outcome as it arrives, one
-// call at a time on the calling goroutine. Members on this node are asked
+// node goes away, [ErrNATSDown] (in [wsactor.ErrConnLost]) if this node
+// loses NATS before the other nodes' outcomes came. each, if not nil, gets
+// every outcome as it arrives, one call at a time on the calling goroutine,
+// inside this call (like the body of a loop; a panic in it reaches the
+// caller). Members on this node are asked
 // directly. Every other node this node knows of ([Node.Peers]) is asked on
 // its own subject and answers with the list of members it asks, their
 // outcomes, and "done"; a node that has gone (NATS: no responders, on the
@@ -180,8 +353,12 @@ type Summary struct {
 // with [ErrNodeGone]. Members on a node not known yet (one that joined
 // within the last moment) are not asked; while NATS is down only this
 // node's members are (the others count in [Summary.NodesMissed]). The error
-// is non-nil only when v could not be encoded.
+// is non-nil only when nothing was sent: v could not be encoded, or room is
+// empty or over [wsactor.MaxNameLen] bytes.
 func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsactor.Conn, each func(MemberReply)) (Summary, error) {
+	if err := checkName(room); err != nil {
+		return Summary{}, err
+	}
 	data, err := encode(v)
 	if err != nil {
 		return Summary{}, err
@@ -211,6 +388,7 @@ func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsac
 		})
 	}()
 
+	lost := n.lostChan()
 	a := n.startAsk(ctx, room, data, quit)
 	if a.sub != nil {
 		defer func() { _ = a.sub.Unsubscribe() }()
@@ -236,6 +414,13 @@ func (n *Node) RequestRoom(ctx context.Context, room string, v any, except *wsac
 			n.askMessage(a, m, deliver, &sum)
 		case <-probe:
 			n.probe(a)
+		case <-lost:
+			// The other nodes' outcomes may never come: their members
+			// end now (they may have answered).
+			for _, an := range a.nodes {
+				a.finish(an, errLostNATS, deliver, &sum)
+			}
+			lost, probe = nil, nil
 		case <-done:
 			// The remote members still pending time out here, whatever
 			// comes later; the local ones time out in their actors.
@@ -261,6 +446,7 @@ type remoteAsk struct {
 type askNode struct {
 	id       string
 	manifest bool                // its member list arrived
+	inst     string              // the incarnation that sent it
 	pending  map[string]struct{} // members without an outcome yet
 	finished bool
 }
@@ -327,6 +513,7 @@ func (n *Node) askMessage(a *remoteAsk, m *nats.Msg, deliver func(MemberReply), 
 		}
 		if an.pending == nil {
 			an.pending = make(map[string]struct{})
+			an.inst = m.Header.Get(hInst)
 		}
 		for id := range strings.SplitSeq(string(m.Data), "\n") {
 			if id != "" {
@@ -334,6 +521,10 @@ func (n *Node) askMessage(a *remoteAsk, m *nats.Msg, deliver func(MemberReply), 
 			}
 		}
 		an.manifest = m.Header.Get(hMore) == "" // the last part
+	case opPong:
+		if an.inst != "" && m.Header.Get(hInst) != an.inst { // restarted under the same id
+			a.finish(an, ErrNodeGone, deliver, sum)
+		}
 	case opOutcome:
 		id := m.Header.Get(hConn)
 		if _, ok := an.pending[id]; !ok {
@@ -394,7 +585,7 @@ var manifestPart = 10000
 // the asker's deadline.
 func (n *Node) answerAsk(m *nats.Msg) {
 	room, ok := decName(m.Header.Get(hRoom))
-	if !ok || m.Reply == "" {
+	if !ok || m.Reply == "" || checkName(room) != nil {
 		return
 	}
 	members := n.srv.Members(room)
@@ -406,12 +597,12 @@ func (n *Node) answerAsk(m *nats.Msg) {
 	// The member list in parts that fit NATS's default payload limit;
 	// all but the last carry hMore.
 	for len(ids) > manifestPart {
-		part := n.msg(reply, opManifest, []byte(strings.Join(ids[:manifestPart], "\n")))
+		part := n.instMsg(reply, opManifest, []byte(strings.Join(ids[:manifestPart], "\n")))
 		part.Header.Set(hMore, "1")
 		_ = n.nc.PublishMsg(part)
 		ids = ids[manifestPart:]
 	}
-	_ = n.nc.PublishMsg(n.msg(reply, opManifest, []byte(strings.Join(ids, "\n"))))
+	_ = n.nc.PublishMsg(n.instMsg(reply, opManifest, []byte(strings.Join(ids, "\n"))))
 	n.mu.Lock()
 	if n.closed || len(members) == 0 {
 		n.mu.Unlock()
@@ -438,4 +629,18 @@ func (n *Node) answerAsk(m *nats.Msg) {
 		})
 		_ = n.nc.PublishMsg(n.msg(reply, opDone, nil))
 	}()
+}
+
+// checkName refuses, before anything is sent, a room or key name that no
+// connection can have ([wsactor.Conn.Join] checks the same): an empty one
+// would make an invalid subject, and one over [wsactor.MaxNameLen] bytes a
+// subject long enough for the NATS server to close the connection over.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return wsactor.ErrEmptyName
+	case len(name) > wsactor.MaxNameLen:
+		return wsactor.ErrNameTooLong
+	}
+	return nil
 }

@@ -27,11 +27,13 @@ const (
 	hMsg     = "Wsactor-Msg"     // an error's message
 	hMore    = "Wsactor-More"    // a manifest part that is not the last
 	hTrace   = "traceparent"     // a request's W3C traceparent, under its usual header name
+	hInst    = "Wsactor-Inst"    // the sending node's incarnation (ack, pong, manifest)
 
 	opHello    = "hello"    // on <prefix>.hello, reply to the sender's node subject
 	opHere     = "here"     // the answer to hello
 	opBye      = "bye"      // a node leaves
 	opReq      = "req"      // a request by key
+	opAck      = "ack"      // a request by key taken, by the node in hOrigin
 	opReply    = "reply"    // its outcome
 	opSend     = "send"     // a message by key
 	opCast     = "cast"     // a room broadcast
@@ -45,6 +47,16 @@ const (
 
 func (n *Node) msg(subject, op string, data []byte) *nats.Msg {
 	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{hOp: {op}, hOrigin: {n.id}}}
+}
+
+// instMsg is msg with the node's incarnation, for the answers that start or
+// confirm a wait on this node (ack, manifest, pong): a node restarted under
+// the same id answers a probe with another incarnation, which ends what the
+// dead one had taken.
+func (n *Node) instMsg(subject, op string, data []byte) *nats.Msg {
+	m := n.msg(subject, op, data)
+	m.Header[hInst] = []string{n.inst}
+	return m
 }
 
 // noResponders reports NATS's "no responders" status message.
