@@ -374,9 +374,9 @@ func (a *Actor) newCall(ctx context.Context, data []byte) *call {
 	var idb [40]byte
 	c.frame = getFrame()
 	if tp, ok := Traceparent(ctx); ok {
-		*c.frame = envelope.AppendTracedRequest(*c.frame, c.id.AppendJSON(idb[:0]), data, c.timeout.Milliseconds(), unsafe.Slice(unsafe.StringData(tp), len(tp)))
+		*c.frame = envelope.AppendTracedRequest(*c.frame, envelope.AppendID(idb[:0], c.id), data, c.timeout.Milliseconds(), unsafe.Slice(unsafe.StringData(tp), len(tp)))
 	} else {
-		*c.frame = envelope.AppendRequest(*c.frame, c.id.AppendJSON(idb[:0]), data, c.timeout.Milliseconds())
+		*c.frame = envelope.AppendRequest(*c.frame, envelope.AppendID(idb[:0], c.id), data, c.timeout.Milliseconds())
 	}
 	return c
 }
@@ -760,7 +760,7 @@ func (a *Actor) register(c *call) {
 func (a *Actor) giveUp(c *call, err error) {
 	var idb [40]byte
 	buf := getFrame()
-	*buf = envelope.AppendCancel(*buf, c.id.AppendJSON(idb[:0]))
+	*buf = envelope.AppendCancel(*buf, envelope.AppendID(idb[:0], c.id))
 	_ = a.t.Write(*buf)
 	putFrame(buf)
 	a.finish(c, Reply{}, err)

@@ -1,10 +1,8 @@
 package envelope_test
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/json"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +52,7 @@ type jsonReq struct {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	id := envelope.NewID().AppendJSON(nil)
+	id := envelope.AppendID(nil, envelope.NewID())
 	for _, sz := range sizes {
 		frame := envelope.AppendRequest(nil, id, payload(sz.n), 0)
 		b.Run(sz.name+"/envelope", func(b *testing.B) {
@@ -109,7 +107,7 @@ func BenchmarkAppendRequest(b *testing.B) {
 			var buf []byte
 			var idb [38]byte
 			for b.Loop() {
-				buf = envelope.AppendRequest(buf[:0], id.AppendJSON(idb[:0]), data, 5000)
+				buf = envelope.AppendRequest(buf[:0], envelope.AppendID(idb[:0], id), data, 5000)
 			}
 			b.SetBytes(int64(len(buf)))
 		})
@@ -129,7 +127,7 @@ func BenchmarkAppendRequest(b *testing.B) {
 }
 
 func BenchmarkAppendResponse(b *testing.B) {
-	id := envelope.NewID().AppendJSON(nil)
+	id := envelope.AppendID(nil, envelope.NewID())
 	for _, sz := range sizes {
 		data := payload(sz.n)
 		b.Run(sz.name, func(b *testing.B) {
@@ -160,89 +158,84 @@ func BenchmarkAppendString(b *testing.B) {
 	}
 }
 
-// randPool holds buffered crypto/rand readers, one per P at a time.
-var randPool = sync.Pool{New: func() any { return bufio.NewReaderSize(rand.Reader, 16*64) }}
-
+// BenchmarkNewID compares ways of making a random v4 id, all from
+// crypto/rand. "hand" is the hand-written generator envelope.NewID used
+// before it went through google/uuid (a pooled 1 KiB block of crypto/rand,
+// copied out 16 bytes at a time), kept here as the baseline.
+// "uuid.EnableRandPool" switches uuid's process-global pool on for its
+// sub-benchmarks only (it must not be toggled while other goroutines call
+// uuid.New; benchmarks run one at a time, after the tests).
 func BenchmarkNewID(b *testing.B) {
-	b.Run("envelope.NewID", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			_ = envelope.NewID()
-		}
-	})
-	b.Run("uuid.New", func(b *testing.B) { // crypto/rand on each call
-		b.ReportAllocs()
-		for b.Loop() {
-			_ = uuid.New()
-		}
-	})
-	b.Run("uuid.NewRandomFromReader/per-call-buffer", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var buf [16]byte
-			_, _ = rand.Read(buf[:])
-			if _, err := uuid.NewRandomFromReader(&byteReader{b: buf[:]}); err != nil {
-				b.Fatal(err)
+	gens := []struct {
+		name string
+		f    func() envelope.ID
+	}{
+		{"envelope.NewID", envelope.NewID},
+		{"hand", handNewID},
+		{"uuid.New", uuid.New},
+		{"uuid.EnableRandPool", uuid.New},
+		{"rand.Read", perCallID},
+	}
+	for _, g := range gens {
+		for _, par := range []bool{false, true} {
+			name := g.name
+			if par {
+				name += "/parallel"
 			}
+			b.Run(name, func(b *testing.B) {
+				if g.name == "uuid.EnableRandPool" {
+					uuid.EnableRandPool()
+					defer uuid.DisableRandPool()
+				}
+				b.ReportAllocs()
+				if !par {
+					for b.Loop() {
+						_ = g.f()
+					}
+					return
+				}
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						_ = g.f()
+					}
+				})
+			})
 		}
-	})
-	b.Run("uuid.NewRandomFromReader/pooled-bufio", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			r := randPool.Get().(*bufio.Reader)
-			_, err := uuid.NewRandomFromReader(r)
-			randPool.Put(r)
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("rand.Read/pooled-bufio", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var id envelope.ID
-			r := randPool.Get().(*bufio.Reader)
-			_, err := io.ReadFull(r, id[:])
-			randPool.Put(r)
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("rand.Read/per-call", func(b *testing.B) { // 16 bytes of crypto/rand per id
-		b.ReportAllocs()
-		for b.Loop() {
-			_ = perCallID()
-		}
-	})
-	b.Run("rand.Read/per-call/parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				_ = perCallID()
-			}
-		})
-	})
-	b.Run("envelope.NewID/parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				_ = envelope.NewID()
-			}
-		})
-	})
-	b.Run("uuid.NewRandomFromReader/pooled-bufio/parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				r := randPool.Get().(*bufio.Reader)
-				_, _ = uuid.NewRandomFromReader(r)
-				randPool.Put(r)
-			}
-		})
-	})
+	}
 }
 
+// textSink and bytesSink keep the compiler from dropping (or stack
+// allocating) the results of String and MarshalText.
+var (
+	textSink  string
+	bytesSink []byte
+)
+
+// handNewID is the hand-written envelope.NewID that google/uuid replaced.
+func handNewID() envelope.ID {
+	var id envelope.ID
+	r := handBlocks.Get().(*handBlock)
+	if r.n+len(id) > len(r.b) {
+		_, _ = rand.Read(r.b[:])
+		r.n = 0
+	}
+	copy(id[:], r.b[r.n:])
+	clear(r.b[r.n : r.n+len(id)])
+	r.n += len(id)
+	handBlocks.Put(r)
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
+	return id
+}
+
+type handBlock struct {
+	b [1024]byte
+	n int
+}
+
+var handBlocks = sync.Pool{New: func() any { return &handBlock{n: len(handBlock{}.b)} }}
+
+// perCallID reads 16 bytes of crypto/rand per id, with no pool.
 func perCallID() (id envelope.ID) {
 	_, _ = rand.Read(id[:])
 	id[6] = id[6]&0x0f | 0x40
@@ -250,38 +243,97 @@ func perCallID() (id envelope.ID) {
 	return id
 }
 
-type byteReader struct{ b []byte }
-
-func (r *byteReader) Read(p []byte) (int, error) {
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
+// handParseID is the hand-written envelope.ParseID that uuid.ParseBytes
+// replaced.
+func handParseID(raw []byte) (envelope.ID, bool) {
+	var id envelope.ID
+	if len(raw) != 38 || raw[0] != '"' || raw[37] != '"' ||
+		raw[9] != '-' || raw[14] != '-' || raw[19] != '-' || raw[24] != '-' {
+		return id, false
+	}
+	var bad byte
+	for i, j := range [16]uint8{1, 3, 5, 7, 10, 12, 15, 17, 20, 22, 25, 27, 29, 31, 33, 35} {
+		hi, lo := handHex[raw[j]], handHex[raw[j+1]]
+		bad |= hi | lo
+		id[i] = hi<<4 | lo
+	}
+	if bad&0x80 != 0 {
+		return envelope.ID{}, false
+	}
+	return id, true
 }
 
+var handHex = func() (t [256]byte) {
+	for c := range t {
+		t[c] = 0xff
+		switch {
+		case '0' <= c && c <= '9':
+			t[c] = byte(c - '0')
+		case 'a' <= c && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		case 'A' <= c && c <= 'F':
+			t[c] = byte(c - 'A' + 10)
+		}
+	}
+	return t
+}()
+
+// BenchmarkID compares encoding and parsing ids: envelope.AppendID against
+// uuid.UUID's String and MarshalText (which allocate), envelope.ParseID
+// (uuid.ParseBytes behind a quote check) against the hand-written parser it
+// replaced and uuid.ParseBytes alone.
 func BenchmarkID(b *testing.B) {
+	defer func() { textSink, bytesSink = "", nil }()
 	id := envelope.NewID()
-	raw := id.AppendJSON(nil)
-	b.Run("AppendJSON", func(b *testing.B) {
+	raw := envelope.AppendID(nil, id)
+	b.Run("AppendID", func(b *testing.B) {
 		b.ReportAllocs()
 		var buf [38]byte
 		for b.Loop() {
-			_ = id.AppendJSON(buf[:0])
+			_ = envelope.AppendID(buf[:0], id)
 		}
 	})
-	b.Run("ParseID", func(b *testing.B) {
+	b.Run("uuid.String", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, ok := envelope.ParseID(raw); !ok {
-				b.Fatal("ParseID failed")
-			}
+			textSink = id.String()
 		}
 	})
-	b.Run("uuid.ParseBytes", func(b *testing.B) {
+	b.Run("uuid.MarshalText", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := uuid.ParseBytes(raw[1:37]); err != nil {
-				b.Fatal(err)
-			}
+			bytesSink, _ = id.MarshalText()
 		}
 	})
+	parsers := []struct {
+		name string
+		f    func([]byte) (envelope.ID, bool)
+	}{
+		{"ParseID", envelope.ParseID},
+		{"hand", handParseID},
+		{"uuid.ParseBytes", func(raw []byte) (envelope.ID, bool) {
+			id, err := uuid.ParseBytes(raw[1:37])
+			return id, err == nil
+		}},
+	}
+	bad := append([]byte(nil), raw...)
+	bad[30] = 'g'
+	for _, p := range parsers {
+		b.Run("parse/"+p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if got, ok := p.f(raw); !ok || got != id {
+					b.Fatal("parse failed")
+				}
+			}
+		})
+		b.Run("parse-bad/"+p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := p.f(bad); ok {
+					b.Fatal("bad id parsed")
+				}
+			}
+		})
+	}
 }

@@ -16,6 +16,11 @@
 //
 // <id> is a JSON string or number, echoed verbatim from request to
 // response; ids made here are lower-case UUID v4 strings ([NewID]).
+// An [ID] is a github.com/google/uuid [uuid.UUID]: [NewID] makes it with
+// uuid.NewRandomFromReader over pooled, buffered crypto/rand readers, and
+// [ParseID] reads a quoted reply id with uuid.ParseBytes. Only the JSON
+// encoding is done here: [AppendID] appends the quoted form without
+// allocating, which uuid.UUID's String and MarshalText do not.
 // "data" is left out when it is undefined in JS (nil here); "timeout"
 // (milliseconds the requester will wait) is left out when there is none.
 // "traceparent" is a W3C Trace Context traceparent ([Traceparent]), left
@@ -44,8 +49,11 @@
 // # Concurrency
 //
 // The package starts no goroutines and keeps no state that callers can see:
-// every function may be called from any goroutine at any time ([NewID] draws
-// from an internal sync.Pool of crypto/rand blocks). Append functions write
+// every function may be called from any goroutine at any time. [NewID] draws
+// from an internal sync.Pool of bufio.Readers over crypto/rand.Reader: a
+// bufio.Reader is not safe for concurrent use, so each is used by the one
+// goroutine that took it from the pool until it is put back, never shared,
+// and each id consumes its own 16 bytes of the buffer. Append functions write
 // only to the dst they are given, which the caller owns. An [Envelope]
 // aliases the frame it was decoded from; whoever owns that buffer owns the
 // Envelope, and must copy ID/Data before reusing the buffer.

@@ -385,7 +385,7 @@ func TestAppendAllocs(t *testing.T) {
 	data := []byte(`{"op":"add","a":1,"b":2}`)
 	allocs := testing.AllocsPerRun(100, func() {
 		var idb [38]byte
-		raw := id.AppendJSON(idb[:0])
+		raw := envelope.AppendID(idb[:0], id)
 		buf = envelope.AppendRequest(buf[:0], raw, data, 5000)
 		buf = envelope.AppendResponse(buf[:0], raw, data)
 		buf = envelope.AppendErrorResponse(buf[:0], raw, envelope.Error{Code: "x", Message: "y\n"})
@@ -441,7 +441,7 @@ func ExampleDecode() {
 func ExampleAppendRequest() {
 	id, _ := envelope.ParseID([]byte(`"126192ed-03b8-47aa-8f21-6e9ee84e0144"`))
 	var buf []byte
-	buf = envelope.AppendRequest(buf[:0], id.AppendJSON(nil), []byte(`{"op":"add","a":1,"b":2}`), 5000)
+	buf = envelope.AppendRequest(buf[:0], envelope.AppendID(nil, id), []byte(`{"op":"add","a":1,"b":2}`), 5000)
 	fmt.Println(string(buf))
 	buf = envelope.AppendResponse(buf[:0], []byte(`7`), nil)
 	fmt.Println(string(buf))

@@ -1,58 +1,54 @@
 package envelope
 
 import (
+	"bufio"
 	"crypto/rand"
 	"sync"
+
+	"github.com/google/uuid"
 )
 
-// ID is a request id: an RFC 4122 version 4 UUID. Its JSON form is the
-// quoted, lower-case 36-character string. The zero value is the nil UUID,
-// which NewID never returns. ID is a comparable value, usable as a map key.
-type ID [16]byte
+// ID is a request id: an RFC 4122 version 4 UUID, the [uuid.UUID] of
+// github.com/google/uuid. Its JSON form ([AppendID]) is the quoted,
+// lower-case 36-character string. The zero value is [uuid.Nil], which NewID
+// never returns. ID is a comparable value, usable as a map key.
+type ID = uuid.UUID
 
-// NewID returns a new random (version 4) ID. Its 122 random bits come from
-// crypto/rand, so ids cannot be guessed. It is safe for concurrent use and
-// does not allocate.
+// NewID returns a new random (version 4) ID made by
+// [uuid.NewRandomFromReader]. Its 122 random bits come from crypto/rand, so
+// ids cannot be guessed. It is safe for concurrent use.
 //
-// crypto/rand is read 1 KiB at a time into blocks kept in a sync.Pool (one in
-// use per goroutine at a time); each 16 bytes handed out are zeroed in the
-// block, so no two ids share random bytes. This halves the cost of reading
-// crypto/rand per id (see BenchmarkNewID) without touching process-global
-// settings such as uuid.EnableRandPool.
+// The reader is a bufio.Reader over crypto/rand.Reader that reads 1 KiB (64
+// ids) at a time; the readers are kept in a sync.Pool. A bufio.Reader is not
+// safe for concurrent use, and none is shared: a goroutine owns the reader
+// it took from the pool until it puts it back, and each id consumes its 16
+// bytes from the buffer, so no two ids share random bytes. This is cheaper
+// than one crypto/rand read per id ([uuid.New]; see BenchmarkNewID) without
+// touching process-global settings such as [uuid.EnableRandPool], whose
+// single pool is guarded by one mutex.
 func NewID() ID {
-	var id ID
-	r := randBlocks.Get().(*randBlock)
-	if r.n+len(id) > len(r.b) {
-		_, _ = rand.Read(r.b[:]) // crypto/rand.Read never returns an error (Go 1.24+)
-		r.n = 0
+	r := randReaders.Get().(*bufio.Reader)
+	id, err := uuid.NewRandomFromReader(r)
+	randReaders.Put(r)
+	if err != nil {
+		// crypto/rand.Reader never fails (Go 1.24+: it crashes the program
+		// instead), so neither does a bufio.Reader over it.
+		panic("envelope: reading crypto/rand: " + err.Error())
 	}
-	copy(id[:], r.b[r.n:])
-	clear(r.b[r.n : r.n+len(id)])
-	r.n += len(id)
-	randBlocks.Put(r)
-	id[6] = id[6]&0x0f | 0x40 // version 4
-	id[8] = id[8]&0x3f | 0x80 // variant RFC 4122
 	return id
 }
 
-// randBlock is a block of crypto/rand output, used from b[n:].
-type randBlock struct {
-	b [1024]byte
-	n int
-}
+// randBufSize is the size of a pooled reader's buffer: 64 ids per read of
+// crypto/rand.
+const randBufSize = 64 * len(ID{})
 
-var randBlocks = sync.Pool{New: func() any { return &randBlock{n: len(randBlock{}.b)} }}
+var randReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(rand.Reader, randBufSize) }}
 
-// String returns the canonical form "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".
-func (id ID) String() string {
-	var buf [38]byte
-	id.AppendJSON(buf[:0])
-	return string(buf[1:37])
-}
-
-// AppendJSON appends the quoted canonical form of id to dst and returns the
-// extended slice. It does not allocate when dst has room.
-func (id ID) AppendJSON(dst []byte) []byte {
+// AppendID appends the quoted canonical form of id,
+// "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" in lower case, to dst and returns
+// the extended slice. It does not allocate when dst has room (uuid.UUID's
+// String and MarshalText do).
+func AppendID(dst []byte, id ID) []byte {
 	var buf [38]byte
 	buf[0], buf[37] = '"', '"'
 	j := 1
@@ -68,36 +64,19 @@ func (id ID) AppendJSON(dst []byte) []byte {
 }
 
 // ParseID parses a raw JSON id of the form `"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"`
-// (quoted, hex digits of either case) without allocating. It reports false
-// for anything else. It does not check the version and variant bits.
+// (quoted, hex digits of either case) with [uuid.ParseBytes]. It reports
+// false for anything else, and does not allocate unless the 36 bytes between
+// the quotes are not a UUID. It does not check the version and variant bits.
 func ParseID(raw []byte) (ID, bool) {
-	var id ID
-	if len(raw) != 38 || raw[0] != '"' || raw[37] != '"' ||
-		raw[9] != '-' || raw[14] != '-' || raw[19] != '-' || raw[24] != '-' {
-		return id, false
+	// uuid.ParseBytes also takes the urn:uuid:, braced and undashed forms,
+	// and does not look at the braces' bytes: only the bare form inside
+	// quotes is an id here.
+	if len(raw) != 38 || raw[0] != '"' || raw[37] != '"' {
+		return ID{}, false
 	}
-	var bad byte
-	for i, j := range idHexPos {
-		hi, lo := hexVal[raw[j]], hexVal[raw[j+1]]
-		bad |= hi | lo
-		id[i] = hi<<4 | lo
-	}
-	if bad&0x80 != 0 {
+	id, err := uuid.ParseBytes(raw[1:37])
+	if err != nil {
 		return ID{}, false
 	}
 	return id, true
 }
-
-// idHexPos[i] is the offset in the quoted form of the two hex digits of byte i.
-var idHexPos = [16]uint8{1, 3, 5, 7, 10, 12, 15, 17, 20, 22, 25, 27, 29, 31, 33, 35}
-
-// hexVal maps a hex digit to its value and any other byte to 0xff.
-var hexVal = func() (t [256]byte) {
-	for c := range t {
-		t[c] = 0xff
-		if v := unhex(byte(c)); v >= 0 {
-			t[c] = byte(v)
-		}
-	}
-	return t
-}()
