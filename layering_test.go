@@ -9,7 +9,8 @@ import (
 // TestLayering fails on a forbidden import edge between the project's
 // packages (GUIDE.md's layering): each package may import only the project
 // packages listed for it, plus the standard library and its third-party
-// dependencies listed here.
+// dependencies listed here (go list -deps: those of the packages it imports
+// too).
 func TestLayering(t *testing.T) {
 	const mod = "github.com/wsactor/wsactor"
 	allowed := map[string][]string{
@@ -17,7 +18,7 @@ func TestLayering(t *testing.T) {
 		"mailbox":    {},
 		"supervisor": {"github.com/sourcegraph/conc"},
 		"actor":      {mod + "/envelope", mod + "/mailbox", "github.com/google/uuid", "github.com/sourcegraph/conc"},
-		"conn":       {mod + "/envelope", "github.com/lxzan/gws", "github.com/klauspost/compress", "github.com/dolthub/maphash"},
+		"conn":       {mod + "/envelope", "github.com/google/uuid", "github.com/lxzan/gws", "github.com/klauspost/compress", "github.com/dolthub/maphash"}, // uuid through envelope (its ID)
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
