@@ -251,7 +251,7 @@ type Conn struct {
 	role        Role
 	alive       atomic.Bool
 	serverEnded atomic.Bool
-	served      atomic.Uint32 // Serve calls
+	served      atomic.Uint32  // Serve calls
 	flushers    sync.WaitGroup // at most one flusher at a time
 
 	mu            sync.Mutex
