@@ -136,6 +136,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 // holds them idle until its stdin closes.
 func holdRole(f flags) error {
 	ctx := context.Background()
+	base := gcStats(0)
 	clients, err := dialMany(ctx, f.impl, f.url, f.conns)
 	if err != nil {
 		return err
@@ -148,8 +149,26 @@ func holdRole(f flags) error {
 		return err
 	}
 	fmt.Printf("READY %d\n", len(clients))
+	// The client side's idle memory, as memOnce measures the server's
+	// (the baseline was read before dialing: a wsactor Client's own
+	// goroutines and pool are per connection too).
+	time.Sleep(3 * time.Second)
+	st, n := gcStats(len(clients)), float64(len(clients))
+	fmt.Printf("IDLE client %s %d conns: RSS %.0f B/conn, heap %.0f B/conn, stacks %.0f B/conn, %.2f goroutines/conn\n",
+		f.impl, len(clients), float64(st.RSS-base.RSS)/n, (float64(st.HeapInuse)-float64(base.HeapInuse))/n,
+		(float64(st.StackInuse)-float64(base.StackInuse))/n, float64(st.Goroutines-base.Goroutines)/n)
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil // exiting closes every socket
+}
+
+// gcStats is selfStats after two forced GCs and returning memory to the OS,
+// as the server's /ctl/gc reads it.
+func gcStats(conns int) procStats {
+	for range 2 {
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
+	return selfStats(true, conns)
 }
 
 // dialMany opens n connections, 64 at a time.

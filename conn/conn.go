@@ -251,7 +251,7 @@ type Conn struct {
 	role        Role
 	alive       atomic.Bool
 	serverEnded atomic.Bool
-	served      atomic.Bool
+	served      atomic.Uint32  // Serve calls
 	flushers    sync.WaitGroup // at most one flusher at a time
 
 	mu            sync.Mutex
@@ -303,11 +303,13 @@ func randomID() string {
 // frame, and OnClose last; Done is closed after OnClose returned, and by
 // then no goroutine of this Conn is left. Call it exactly once; further
 // calls return at once.
+//
+// Serve is small enough to be inlined: it adds no frame to the stack of an
+// idle read goroutine (see netConn.Read).
 func (c *Conn) Serve() {
-	if !c.served.CompareAndSwap(false, true) {
-		return
+	if c.served.Add(1) == 1 {
+		c.ws.ReadLoop()
 	}
-	c.ws.ReadLoop()
 }
 
 // Write queues frame as one TEXT frame and returns without waiting for the

@@ -195,7 +195,18 @@ func (n *netConn) afterRead(start time.Time, p []byte) {
 	if !start.IsZero() {
 		r.budget -= int64(time.Since(start))
 	}
-	if len(p) > 0 && r.track(p) && r.busy() {
+	if len(p) > 0 {
+		n.tracked(p)
+	}
+}
+
+// tracked follows the frames in p; a message that began in p gets a full
+// budget.
+//
+//go:noinline
+func (n *netConn) tracked(p []byte) {
+	r := &n.rd
+	if r.track(p) && r.busy() {
 		r.budget = int64(n.owner.o.FrameTimeout)
 	}
 }
