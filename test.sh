@@ -18,6 +18,9 @@ go test -race -count=1 -timeout 20m ./...
 echo "== hostile inputs without the race detector, alone: the control connection's 100 ms budget"
 go test -count=1 -run '^TestHostile$' .
 
+echo "== idle read goroutines shrink back to 4 KiB (only without the race detector, which doubles the stack reserve)"
+go test -count=1 -run '^TestIdleReadStackShrinks$' ./conn
+
 echo "== fuzz the envelope decoder (short)"
 # A count, not a duration: with a duration, Go 1.26's fuzz coordinator can
 # fail a clean run with "context deadline exceeded" at the deadline
