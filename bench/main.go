@@ -48,6 +48,14 @@ type flags struct {
 	fairHandler time.Duration
 	fairWorkers int
 	fairRounds  int
+
+	hbtrace    int
+	hbProcs    int
+	hbInterval time.Duration
+	hbBurn     int
+	hbDuration time.Duration
+	hbDir      string
+	hbIndex    int
 }
 
 func main() {
@@ -61,6 +69,10 @@ func main() {
 		err = serveRole(f)
 	case "hold":
 		err = holdRole(f)
+	case "hbserver":
+		err = hbServerRole(f)
+	case "hbclient":
+		err = hbClientRole(f)
 	case "driver":
 		switch {
 		case f.mem > 0:
@@ -69,6 +81,8 @@ func main() {
 			err = pendingMode(f)
 		case f.fairness > 0:
 			err = fairnessMode(f)
+		case f.hbtrace > 0:
+			err = hbtraceMode(f)
 		default:
 			err = throughputMode(f)
 		}
@@ -94,6 +108,7 @@ var flagGroups = []struct {
 	{"Idle memory per connection (-mem N):", []string{"mem", "mem-impls", "mem-per-server", "mem-rounds", "mem-profile"}},
 	{"Pending requests expiring (-pending N):", []string{"pending", "pending-timeout", "pending-shared-deadline", "pending-write-timeout"}},
 	{"Fairness between connections (-fairness N):", []string{"fairness", "fair-handler", "fair-workers", "fair-rounds"}},
+	{"Heartbeat trace (-hbtrace N, built with -tags hbtrace):", []string{"hbtrace", "hb-procs", "hb-interval", "hb-burn", "hb-duration", "hb-dir"}},
 	{"Child processes (the driver starts these itself with -role server or -role hold):", []string{"role", "impl", "listen", "url", "conns", "cpuprofile", "memprofilerate"}},
 }
 
@@ -136,6 +151,13 @@ func newFlagSet(f *flags) *flag.FlagSet {
 	fs.DurationVar(&f.fairHandler, "fair-handler", 200*time.Millisecond, "-fairness: each request handler's run time")
 	fs.IntVar(&f.fairWorkers, "fair-workers", 0, "-fairness: the server's handler pool workers (0: the default, max(256, 64×GOMAXPROCS))")
 	fs.IntVar(&f.fairRounds, "fair-rounds", 5, "-fairness: rounds")
+	fs.IntVar(&f.hbtrace, "hbtrace", 0, "trace the heartbeat of this many idle connections, with the server's CPU saturated (build with -tags hbtrace)")
+	fs.IntVar(&f.hbProcs, "hb-procs", 2, "-hbtrace: client processes")
+	fs.DurationVar(&f.hbInterval, "hb-interval", time.Second, "-hbtrace: the server's WithPingInterval")
+	fs.IntVar(&f.hbBurn, "hb-burn", 4, "-hbtrace: goroutines spinning in the server process")
+	fs.DurationVar(&f.hbDuration, "hb-duration", 20*time.Second, "-hbtrace: how long to hold the connections")
+	fs.StringVar(&f.hbDir, "hb-dir", os.TempDir()+"/wsactor-hbtrace", "-hbtrace: where the processes write their traces")
+	fs.IntVar(&f.hbIndex, "hb-index", 0, "hbclient role: this client process's index")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }

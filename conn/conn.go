@@ -331,6 +331,9 @@ func (c *Conn) Ping(now time.Time) error {
 	b := append(a[:0], `"primus::ping::`...)
 	b = strconv.AppendInt(b, now.UnixMilli(), 10)
 	b = append(b, '"')
+	if HBTraceEnabled {
+		traceHB(c, 'P', now.UnixMilli())
+	}
 	return c.enqueue(opText, b, true)
 }
 
@@ -338,7 +341,17 @@ func (c *Conn) Ping(now time.Time) error {
 // frame arrived since the previous TakeAlive (true for the first call after
 // the connection was made), and resets the flag. A server heartbeat calls it
 // once per tick before Ping, and Drops the connection when it is false.
-func (c *Conn) TakeAlive() bool { return c.alive.Swap(false) }
+func (c *Conn) TakeAlive() bool {
+	a := c.alive.Swap(false)
+	if HBTraceEnabled {
+		v := int64(0)
+		if a {
+			v = 1
+		}
+		traceHB(c, 'T', v)
+	}
+	return a
+}
 
 // Close sends a close frame with code and reason (truncated to 123 bytes)
 // and closes the connection. Code 0 sends a close frame without a status

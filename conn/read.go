@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +90,10 @@ func (c *Conn) control(s string) bool {
 		switch typ {
 		case "pong":
 			c.alive.Store(true)
+			if HBTraceEnabled {
+				v, _ := strconv.ParseInt(val, 10, 64)
+				traceHB(c, 'R', v)
+			}
 			return true
 		case "id":
 			_ = c.writeControl("primus::id::" + c.ID())
@@ -97,6 +102,10 @@ func (c *Conn) control(s string) bool {
 	case Client:
 		switch typ {
 		case "ping":
+			if HBTraceEnabled {
+				v, _ := strconv.ParseInt(val, 10, 64)
+				traceHB(c, 'C', v)
+			}
 			if c.o.PingTimeout > 0 {
 				c.armPingTimeout()
 			}
