@@ -37,6 +37,7 @@ type Server struct {
 	upgrading sync.WaitGroup // ServeHTTP calls past the closing check
 	beat      chan struct{}  // closed to stop the heartbeat goroutine
 	beating   bool
+	joined    []*Conn // connections the heartbeat has yet to take into its walk
 	wg        sync.WaitGroup // read loops and the heartbeat
 	shutOnce  sync.Once
 	shutErr   error
@@ -150,6 +151,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.conns[c] = struct{}{} // Shutdown collects it after this upgrade
+	if s.sh.o.pingInterval > 0 {
+		s.joined = append(s.joined, c)
+	}
 	s.startHeartbeatLocked()
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
@@ -227,32 +231,104 @@ func (s *Server) startHeartbeatLocked() {
 	s.wg.Go(func() { s.heartbeat(stop) })
 }
 
-// heartbeat pings every connection each interval and drops those that did
-// not answer the previous ping (no "primus::pong" and no WebSocket ping).
+// Heartbeat. A server that is short of CPU must not drop clients that
+// answer: the heartbeat used to ping every connection at once each interval,
+// in the map's random order, and drop those whose pong had not been read
+// since; when the walk over the connections took most of an interval (it
+// did, on a saturated server), a connection pinged at the end of one walk
+// and checked at the start of the next had milliseconds to answer (bench
+// -hbtrace in BENCHMARKS.md). Now:
+//   - anything read from the peer counts as liveness, not only a pong;
+//   - the connections are walked in the same order every interval, a slice
+//     at a time ([heartbeatSlices] steps per interval), so each is pinged
+//     once per interval at its own phase and the pings do not come as one
+//     burst;
+//   - a connection is dropped at the step that finds nothing read from it
+//     for [heartbeatMisses] whole intervals in a row: between 2 and 3
+//     intervals after the last thing read (plus the heartbeat's scheduling
+//     delay), and a client has at least about 2 intervals to answer a ping.
+
+// heartbeatMisses is how many steps in a row must find nothing read before
+// a connection is dropped.
+const heartbeatMisses = 2
+
+// heartbeatSlices is how many steps an interval is walked in: one every
+// 10 ms for short intervals, at most 100 (a step every 300 ms at the 30 s
+// default).
+func heartbeatSlices(interval time.Duration) int {
+	return int(min(max(interval/(10*time.Millisecond), 1), 100))
+}
+
+// heartbeat walks the connections: each interval (a round) visits every
+// connection once, in a fixed order, spread over heartbeatSlices steps; a
+// visit pings the connection, or drops it after heartbeatMisses silent
+// intervals. Connections accepted during a round join at the end of the
+// walk at the next one; closed ones are left out as the walk meets them.
+// It holds s.mu only to take the new connections and to check which of a
+// step's connections are still open; it keeps one pointer per connection
+// (the walk), as the burst it replaces did.
 func (s *Server) heartbeat(stop <-chan struct{}) {
-	t := time.NewTicker(s.sh.o.pingInterval)
+	interval := s.sh.o.pingInterval
+	slices := heartbeatSlices(interval)
+	step := interval / time.Duration(slices)
+	t := time.NewTicker(step)
 	defer t.Stop()
-	var batch []*Conn
+	var (
+		walk  []*Conn   // every connection, in the order of the walk
+		pos   int       // the next visit: walk[pos]
+		kept  int       // walk[:kept] is the next round's walk so far
+		round time.Time // when the current round began; zero before the first
+		batch []*Conn   // the open connections of one step
+	)
 	for {
+		var now time.Time
 		select {
 		case <-stop:
 			return
-		case now := <-t.C:
-			batch = batch[:0]
+		case now = <-t.C:
+		}
+		if round.IsZero() || (pos == len(walk) && now.Sub(round) >= interval) {
+			// A new round: the connections kept, then those accepted since.
+			clear(walk[kept:])
+			walk = walk[:kept]
 			s.mu.Lock()
-			for c := range s.conns {
+			walk = append(walk, s.joined...)
+			clear(s.joined)
+			s.joined = s.joined[:0]
+			s.mu.Unlock()
+			pos, kept = 0, 0
+			if round.IsZero() || now.Sub(round) >= 2*interval {
+				round = now // the first round, or far behind: start afresh
+			} else {
+				round = round.Add(interval)
+			}
+		}
+		// Visit the steps due so far (more than one when the ticker fell
+		// behind): k of slices steps, rounded up.
+		k := min(int(now.Sub(round)/step)+1, slices)
+		end := min((len(walk)*k+slices-1)/slices, len(walk))
+		if pos >= end {
+			continue
+		}
+		batch = batch[:0]
+		s.mu.Lock()
+		for ; pos < end; pos++ {
+			c := walk[pos]
+			if _, open := s.conns[c]; open {
+				walk[kept] = c
+				kept++
 				batch = append(batch, c)
 			}
-			s.mu.Unlock()
-			for _, c := range batch {
-				if c.wc.TakeAlive() {
-					_ = c.wc.Ping(now)
-				} else {
-					_ = c.wc.Drop()
-				}
-			}
-			clear(batch)
 		}
+		s.mu.Unlock()
+		for _, c := range batch {
+			if c.wc.Beat() >= heartbeatMisses {
+				_ = c.wc.Drop()
+			} else {
+				_ = c.wc.Ping(now)
+			}
+		}
+		clear(batch)
 	}
 }
 

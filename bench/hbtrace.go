@@ -320,7 +320,7 @@ func analyzeHB(dir string, procs int, interval time.Duration) error {
 			}
 		}
 	}
-	fmt.Printf("checks that found no pong (drops): %d\n", failed)
+	fmt.Printf("checks that found nothing read since the previous one: %d (a drop before the fix; after it, a drop only at the %d-th in a row: see the server line)\n", failed, 2)
 	fmt.Printf("  ping not yet read by the client at the check: %d\n", lateClient)
 	fmt.Printf("  ping read by the client, pong not yet read by the server: %d\n", lateServer)
 	fmt.Printf("  other: %d\n", neverRead)

@@ -249,7 +249,8 @@ type Conn struct {
 	nc netConn // the net.Conn gws reads and writes through
 
 	role        Role
-	alive       atomic.Bool
+	silent      uint8       // Beat's count of steps without a read; Beat's only
+	alive       atomic.Bool // something was read since the last Beat
 	serverEnded atomic.Bool
 	served      atomic.Bool
 	flushers    sync.WaitGroup // at most one flusher at a time
@@ -324,8 +325,7 @@ func (c *Conn) Write(frame []byte) error {
 }
 
 // Ping writes "primus::ping::<now in unix ms>", the server heartbeat. A
-// Primus client answers with the same value, which [Conn.TakeAlive] then
-// reports. (A Primus server would take it as data.)
+// Primus client answers with the same value (see [Conn.Beat]). (A Primus server would take it as data.)
 func (c *Conn) Ping(now time.Time) error {
 	var a [48]byte
 	b := append(a[:0], `"primus::ping::`...)
@@ -337,12 +337,22 @@ func (c *Conn) Ping(now time.Time) error {
 	return c.enqueue(opText, b, true)
 }
 
-// TakeAlive reports whether a "primus::pong::…" message or a WebSocket PING
-// frame arrived since the previous TakeAlive (true for the first call after
-// the connection was made), and resets the flag. A server heartbeat calls it
-// once per tick before Ping, and Drops the connection when it is false.
-func (c *Conn) TakeAlive() bool {
+// Beat is one step of the server heartbeat for this connection, made once
+// per ping interval by one goroutine at a time (it is not safe to call
+// concurrently with itself). It reports how many steps in a row, this one
+// included, found nothing read from the peer since the step before: 0 when
+// anything arrived (a "primus::pong::…", a WebSocket PING, a data frame,
+// any byte of one), 1 after one interval without a read, and so on (it
+// stops counting at 255). A connection is live until its first step. The
+// heartbeat pings when it is below its limit and Drops the connection when
+// it reaches it.
+func (c *Conn) Beat() int {
 	a := c.alive.Swap(false)
+	if a {
+		c.silent = 0
+	} else if c.silent < 255 {
+		c.silent++
+	}
 	if HBTraceEnabled {
 		v := int64(0)
 		if a {
@@ -350,7 +360,7 @@ func (c *Conn) TakeAlive() bool {
 		}
 		traceHB(c, 'T', v)
 	}
-	return a
+	return int(c.silent)
 }
 
 // Close sends a close frame with code and reason (truncated to 123 bytes)

@@ -29,10 +29,9 @@ func (events) OnOpen(s *gws.Conn) {
 func (events) OnClose(s *gws.Conn, err error) { owner(s).onClose(err) }
 
 // OnPing answers a WebSocket PING through the ordered write path (never
-// blocking the read loop) and counts as liveness, like Primus.
+// blocking the read loop). Like every read it counts as liveness.
 func (events) OnPing(s *gws.Conn, payload []byte) {
 	c := owner(s)
-	c.alive.Store(true)
 	_ = c.enqueue(opPong, payload, true) // dropped when the queue is full
 }
 
@@ -88,8 +87,7 @@ func (c *Conn) control(s string) bool {
 	switch c.role {
 	case Server:
 		switch typ {
-		case "pong":
-			c.alive.Store(true)
+		case "pong": // liveness: its read already counted (netConn.Read)
 			if HBTraceEnabled {
 				v, _ := strconv.ParseInt(val, 10, 64)
 				traceHB(c, 'R', v)
