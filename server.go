@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/http"
 	"strings"
 	"sync"
@@ -32,12 +33,12 @@ type Server struct {
 	up *conn.Upgrader
 
 	mu        sync.Mutex
-	conns     map[*Conn]struct{}
+	conns     []map[*Conn]struct{} // the open connections, sharded for the heartbeat (heartbeat.go's shardOf)
 	closing   bool
 	upgrading sync.WaitGroup // ServeHTTP calls past the closing check
 	beat      chan struct{}  // closed to stop the heartbeat goroutine
 	beating   bool
-	joined    []*Conn // connections the heartbeat has yet to take into its walk
+	seed      maphash.Seed   // places a connection in its shard
 	wg        sync.WaitGroup // read loops and the heartbeat
 	shutOnce  sync.Once
 	shutErr   error
@@ -52,15 +53,22 @@ func NewServer(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{conns: make(map[*Conn]struct{})}
+	s := &Server{seed: maphash.MakeSeed()}
 	if s.sh, err = newShared(o, &s.stats); err != nil {
 		return nil, public(err)
+	}
+	s.conns = make([]map[*Conn]struct{}, 1)
+	if o.pingInterval > 0 {
+		s.conns = make([]map[*Conn]struct{}, heartbeatSlices(o.pingInterval))
+	}
+	for i := range s.conns {
+		s.conns[i] = make(map[*Conn]struct{})
 	}
 	s.sh.rooms = newRegistry() // rooms.go
 	s.sh.gone = func(c *Conn) {
 		s.sh.rooms.drop(c) // rooms.go: leave every room, release every key
 		s.mu.Lock()
-		delete(s.conns, c)
+		delete(s.shardOf(c), c)
 		s.mu.Unlock()
 		s.admitted.Add(-1)
 	}
@@ -150,10 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.conns[c] = struct{}{} // Shutdown collects it after this upgrade
-	if s.sh.o.pingInterval > 0 {
-		s.joined = append(s.joined, c)
-	}
+	s.shardOf(c)[c] = struct{}{} // Shutdown collects it after this upgrade
 	s.startHeartbeatLocked()
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
@@ -239,16 +244,16 @@ func (s *Server) startHeartbeatLocked() {
 // and checked at the start of the next had milliseconds to answer (bench
 // -hbtrace in BENCHMARKS.md). Now:
 //   - anything read from the peer counts as liveness, not only a pong;
-//   - the connections are walked in the same order every interval, a slice
-//     at a time ([heartbeatSlices] steps per interval), so each is pinged
-//     once per interval at its own phase and the pings do not come as one
-//     burst;
-//   - a connection is dropped at the step that finds nothing read from it
+//   - the connections are kept in [heartbeatSlices] shards by a hash of
+//     their address, and the heartbeat visits one shard per step, so each
+//     connection is pinged once per interval at the same phase and the
+//     pings do not come as one burst;
+//   - a connection is dropped at the visit that finds nothing read from it
 //     for [heartbeatMisses] whole intervals in a row: between 2 and 3
 //     intervals after the last thing read (plus the heartbeat's scheduling
-//     delay), and a client has at least about 2 intervals to answer a ping.
+//     delay), so a client has at least 2 intervals to answer a ping.
 
-// heartbeatMisses is how many steps in a row must find nothing read before
+// heartbeatMisses is how many visits in a row must find nothing read before
 // a connection is dropped.
 const heartbeatMisses = 2
 
@@ -259,27 +264,38 @@ func heartbeatSlices(interval time.Duration) int {
 	return int(min(max(interval/(10*time.Millisecond), 1), 100))
 }
 
-// heartbeat walks the connections: each interval (a round) visits every
-// connection once, in a fixed order, spread over heartbeatSlices steps; a
-// visit pings the connection, or drops it after heartbeatMisses silent
-// intervals. Connections accepted during a round join at the end of the
-// walk at the next one; closed ones are left out as the walk meets them.
-// It holds s.mu only to take the new connections and to check which of a
-// step's connections are still open; it keeps one pointer per connection
-// (the walk), as the burst it replaces did.
+// shardOf is the map of s.conns that holds c: fixed for c's life. s.mu
+// held.
+func (s *Server) shardOf(c *Conn) map[*Conn]struct{} {
+	if len(s.conns) == 1 {
+		return s.conns[0]
+	}
+	return s.conns[maphash.Comparable(s.seed, c)%uint64(len(s.conns))]
+}
+
+// openLocked counts the open connections. s.mu held.
+func (s *Server) openLocked() int {
+	n := 0
+	for _, shard := range s.conns {
+		n += len(shard)
+	}
+	return n
+}
+
+// heartbeat visits shard k of s.conns at step k of each interval: a visit
+// pings the connection, or drops it after heartbeatMisses silent intervals.
+// When it falls behind (a starved process) it visits the steps due at once
+// and the interval's schedule resumes. It holds s.mu only to copy one
+// shard's connections.
 func (s *Server) heartbeat(stop <-chan struct{}) {
 	interval := s.sh.o.pingInterval
-	slices := heartbeatSlices(interval)
+	slices := len(s.conns)
 	step := interval / time.Duration(slices)
 	t := time.NewTicker(step)
 	defer t.Stop()
-	var (
-		walk  []*Conn   // every connection, in the order of the walk
-		pos   int       // the next visit: walk[pos]
-		kept  int       // walk[:kept] is the next round's walk so far
-		round time.Time // when the current round began; zero before the first
-		batch []*Conn   // the open connections of one step
-	)
+	round := time.Now() // step k is due at round + (k+1)·step
+	next := 0           // the next step
+	var batch []*Conn
 	for {
 		var now time.Time
 		select {
@@ -287,48 +303,29 @@ func (s *Server) heartbeat(stop <-chan struct{}) {
 			return
 		case now = <-t.C:
 		}
-		if round.IsZero() || (pos == len(walk) && now.Sub(round) >= interval) {
-			// A new round: the connections kept, then those accepted since.
-			clear(walk[kept:])
-			walk = walk[:kept]
+		due := min(int(now.Sub(round)/step)-1, slices-1)
+		for ; next <= due; next++ {
+			batch = batch[:0]
 			s.mu.Lock()
-			walk = append(walk, s.joined...)
-			clear(s.joined)
-			s.joined = s.joined[:0]
-			s.mu.Unlock()
-			pos, kept = 0, 0
-			if round.IsZero() || now.Sub(round) >= 2*interval {
-				round = now // the first round, or far behind: start afresh
-			} else {
-				round = round.Add(interval)
-			}
-		}
-		// Visit the steps due so far (more than one when the ticker fell
-		// behind): k of slices steps, rounded up.
-		k := min(int(now.Sub(round)/step)+1, slices)
-		end := min((len(walk)*k+slices-1)/slices, len(walk))
-		if pos >= end {
-			continue
-		}
-		batch = batch[:0]
-		s.mu.Lock()
-		for ; pos < end; pos++ {
-			c := walk[pos]
-			if _, open := s.conns[c]; open {
-				walk[kept] = c
-				kept++
+			for c := range s.conns[next] {
 				batch = append(batch, c)
 			}
+			s.mu.Unlock()
+			for _, c := range batch {
+				if c.wc.Beat() >= heartbeatMisses {
+					_ = c.wc.Drop()
+				} else {
+					_ = c.wc.Ping(now)
+				}
+			}
+			clear(batch)
 		}
-		s.mu.Unlock()
-		for _, c := range batch {
-			if c.wc.Beat() >= heartbeatMisses {
-				_ = c.wc.Drop()
-			} else {
-				_ = c.wc.Ping(now)
+		if next == slices { // the interval is done
+			next = 0
+			if round = round.Add(interval); now.Sub(round) >= interval {
+				round = now // far behind: start afresh
 			}
 		}
-		clear(batch)
 	}
 }
 
@@ -336,9 +333,11 @@ func (s *Server) heartbeat(stop <-chan struct{}) {
 func (s *Server) Conns() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		out = append(out, c)
+	out := make([]*Conn, 0, s.openLocked())
+	for _, shard := range s.conns {
+		for c := range shard {
+			out = append(out, c)
+		}
 	}
 	return out
 }
@@ -381,9 +380,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.upgrading.Wait() // upgrades already past the check register their conns
 	s.mu.Lock()
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+	conns := make([]*Conn, 0, s.openLocked())
+	for _, shard := range s.conns {
+		for c := range shard {
+			conns = append(conns, c)
+		}
 	}
 	s.mu.Unlock()
 
@@ -500,7 +501,7 @@ func snapshot(st *counters, as *actor.Stats, open int) Stats {
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	n := len(s.conns)
+	n := s.openLocked()
 	s.mu.Unlock()
 	return snapshot(&s.stats, s.sh.cfg.Stats(), n)
 }
