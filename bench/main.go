@@ -43,6 +43,7 @@ type flags struct {
 	pendingTimeout time.Duration
 	pendingShared  bool
 	pendingWriteTO time.Duration
+	pendingProfile string
 
 	fairness    int
 	fairHandler time.Duration
@@ -113,7 +114,7 @@ var flagGroups = []struct {
 }{
 	{"Throughput, latency and CPU (the default mode):", []string{"impls", "scenarios", "payloads", "rounds", "warmup", "duration", "many", "inflight", "md", "out", "profile", "contention"}},
 	{"Idle memory per connection (-mem N):", []string{"mem", "mem-impls", "mem-per-server", "mem-rounds", "mem-profile"}},
-	{"Pending requests expiring (-pending N):", []string{"pending", "pending-timeout", "pending-shared-deadline", "pending-write-timeout"}},
+	{"Pending requests expiring (-pending N):", []string{"pending", "pending-timeout", "pending-shared-deadline", "pending-write-timeout", "pending-cpuprofile"}},
 	{"Fairness between connections (-fairness N):", []string{"fairness", "fair-handler", "fair-workers", "fair-rounds"}},
 	{"Accept rate (-accept N; -mem-impls and -mem-rounds apply):", []string{"accept", "accept-per-server"}},
 	{"Heartbeat trace (-hbtrace N, built with -tags hbtrace):", []string{"hbtrace", "hb-procs", "hb-interval", "hb-burn", "hb-duration", "hb-dir"}},
@@ -155,6 +156,7 @@ func newFlagSet(f *flags) *flag.FlagSet {
 	fs.BoolVar(&f.pendingShared, "pending-shared-deadline", false, "-pending: give every request the same ctx with one deadline (instead of the request timeout), so that all expire at once")
 	fs.DurationVar(&f.pendingWriteTO, "pending-write-timeout", 0, "-pending: the client's WithWriteTimeout (0: the library's default)")
 
+	fs.StringVar(&f.pendingProfile, "pending-cpuprofile", "", "-pending: write a CPU profile of the issue loop (the Conn.Go calls) to this file")
 	fs.IntVar(&f.fairness, "fairness", 0, "measure fairness between connections: connection A floods this many requests at once, then B's single request is timed")
 	fs.DurationVar(&f.fairHandler, "fair-handler", 200*time.Millisecond, "-fairness: each request handler's run time")
 	fs.IntVar(&f.fairWorkers, "fair-workers", 0, "-fairness: the server's handler pool workers (0: the default, max(256, 64×GOMAXPROCS))")
