@@ -78,7 +78,7 @@ func (p *hbPeer) OnMessage(c *gws.Conn, m *gws.Message) {
 // from it counts, not only a pong. (The heartbeat used to count only pongs
 // and dropped it at the second interval.)
 func TestHeartbeatAnyFrameIsLiveness(t *testing.T) {
-	const interval = 200 * time.Millisecond
+	const interval = 300 * time.Millisecond
 	conns := make(chan *wsactor.Conn, 1)
 	_, url := startServer(t, wsactor.WithPingInterval(interval),
 		wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }))
@@ -93,7 +93,8 @@ func TestHeartbeatAnyFrameIsLiveness(t *testing.T) {
 			t.Fatalf("a peer sending frames was dropped: %v", sc.Err())
 		case <-tick.C:
 			if err := p.ws.WriteMessage(gws.OpcodeText, []byte(`"still here"`)); err != nil {
-				t.Fatal(err)
+				recv(t, sc.Done(), "the server conn to end after the socket closed")
+				t.Fatalf("a peer sending frames was dropped (%v): %v", err, sc.Err())
 			}
 		}
 	}
@@ -135,7 +136,7 @@ func TestHeartbeatDropsSilentPeer(t *testing.T) {
 // over most of an interval (each connection has its own phase).
 func TestHeartbeatPingsSpread(t *testing.T) {
 	const (
-		interval = 600 * time.Millisecond
+		interval = time.Second // long enough that a briefly starved heartbeat catching up does not bunch most pings
 		n        = 24
 	)
 	conns := make(chan *wsactor.Conn, n)
