@@ -33,7 +33,7 @@ type Server struct {
 	up *conn.Upgrader
 
 	mu        sync.Mutex
-	conns     []map[*Conn]struct{} // the open connections, sharded for the heartbeat (heartbeat.go's shardOf)
+	conns     []map[*Conn]struct{} // the open connections, sharded for the heartbeat (see shardOf)
 	closing   bool
 	upgrading sync.WaitGroup // ServeHTTP calls past the closing check
 	beat      chan struct{}  // closed to stop the heartbeat goroutine
