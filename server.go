@@ -251,7 +251,8 @@ func (s *Server) startHeartbeatLocked() {
 //   - a connection is dropped at the visit that finds nothing read from it
 //     for [heartbeatMisses] whole intervals in a row: between 2 and 3
 //     intervals after the last thing read (plus the heartbeat's scheduling
-//     delay), so a client has at least 2 intervals to answer a ping.
+//     delay; a starved heartbeat stretches its intervals, never shrinks
+//     them), so a client has at least 2 intervals to answer a ping.
 
 // heartbeatMisses is how many visits in a row must find nothing read before
 // a connection is dropped.
@@ -284,8 +285,9 @@ func (s *Server) openLocked() int {
 
 // heartbeat visits shard k of s.conns at step k of each interval: a visit
 // pings the connection, or drops it after heartbeatMisses silent intervals.
-// When it falls behind (a starved process) it visits the steps due at once
-// and the interval's schedule resumes. It holds s.mu only to copy one
+// It visits one step per tick; when it falls behind (a starved process) the
+// schedule shifts and the interval stretches, never shrinks: a shard's
+// visits are at least an interval apart. It holds s.mu only to copy one
 // shard's connections.
 func (s *Server) heartbeat(stop <-chan struct{}) {
 	interval := s.sh.o.pingInterval
@@ -303,28 +305,34 @@ func (s *Server) heartbeat(stop <-chan struct{}) {
 			return
 		case now = <-t.C:
 		}
-		due := min(int(now.Sub(round)/step)-1, slices-1)
-		for ; next <= due; next++ {
-			batch = batch[:0]
-			s.mu.Lock()
-			for c := range s.conns[next] {
-				batch = append(batch, c)
-			}
-			s.mu.Unlock()
-			for _, c := range batch {
-				if c.wc.Beat() >= heartbeatMisses {
-					_ = c.wc.Drop()
-				} else {
-					_ = c.wc.Ping(now)
-				}
-			}
-			clear(batch)
+		due := round.Add(time.Duration(next+1) * step)
+		if now.Before(due) {
+			continue
 		}
-		if next == slices { // the interval is done
-			next = 0
-			if round = round.Add(interval); now.Sub(round) >= interval {
-				round = now // far behind: start afresh
+		if now.Sub(due) >= step {
+			// Late (a starved process): shift the schedule rather than
+			// visit the steps missed at once, so that a shard's visits stay
+			// at least an interval apart and two silent visits always mean
+			// two whole intervals without a read.
+			round = now.Add(-time.Duration(next+1) * step)
+		}
+		batch = batch[:0]
+		s.mu.Lock()
+		for c := range s.conns[next] {
+			batch = append(batch, c)
+		}
+		s.mu.Unlock()
+		for _, c := range batch {
+			if c.wc.Beat() >= heartbeatMisses {
+				_ = c.wc.Drop()
+			} else {
+				_ = c.wc.Ping(now)
 			}
+		}
+		clear(batch)
+		if next++; next == slices { // the interval is done
+			next = 0
+			round = round.Add(interval)
 		}
 	}
 }
