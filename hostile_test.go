@@ -53,7 +53,7 @@ import (
 const (
 	hostileMaxMessage   = 512 << 10              // the servers' WithMaxMessageSize, unless a row keeps the library default
 	hostileReadHeader   = 300 * time.Millisecond // the http.Server's ReadHeaderTimeout (slowloris)
-	hostilePing         = 150 * time.Millisecond // WithPingInterval of the heartbeat rows
+	hostilePing         = 150 * time.Millisecond // WithPingInterval of the heartbeat rows: a silent peer is dropped within 3 intervals
 	hostileWriteTimeout = 300 * time.Millisecond // WithWriteTimeout of the flood row
 	hostileFrameTimeout = 300 * time.Millisecond // item 2's deadline for a started frame, as the row configures it
 	hostileDropSlack    = 3 * time.Second        // allowance over a configured deadline before a drop counts as late
@@ -880,7 +880,7 @@ func hostileRows() []hostileRow {
 		{name: "default size limit ≤ 1 MiB", librarySize: true, attack: attackOversize(1<<20 + 1)},
 		{name: "frame over the default size limit", librarySize: true, attack: attackOversize(wsactor.DefaultMaxMessageSize + 1)},
 		{name: "header-only frame (heartbeat)", opts: []wsactor.Option{wsactor.WithPingInterval(hostilePing)},
-			attack: attackHeaderOnly(2*hostilePing+hostileDropSlack, 1006, wsactor.ErrHeartbeat)},
+			attack: attackHeaderOnly(3*hostilePing+hostileDropSlack, 1006, wsactor.ErrHeartbeat)},
 		{name: "header-only frame (frame deadline)", opts: []wsactor.Option{wsactor.WithFrameTimeout(hostileFrameTimeout)},
 			// Heartbeats stay off: the frame deadline alone drops the
 			// peer, without a close frame (1006), as ErrFrameTimeout.
@@ -1337,7 +1337,7 @@ func attackSilent(e *hostileEnv) verdict {
 			e.t.Fatalf("ended with %v, want ErrHeartbeat", sc.Err())
 		}
 	}
-	if limit := 2*hostilePing + hostileDropSlack; dropped > limit {
+	if limit := 3*hostilePing + hostileDropSlack; dropped > limit {
 		e.t.Fatalf("dropped after %v, want within %v", dropped, limit)
 	}
 	return verdict{outcome: "1006, ErrHeartbeat", dropped: dropped}

@@ -501,9 +501,18 @@ func WithRestartIntensity(n int, d time.Duration) Option {
 }
 
 // WithPingInterval is how often the server sends "primus::ping::<ms>" to
-// every connection and closes those that did not answer since the previous
-// ping. Default 30s (Primus's default; browser Primus clients give up after
-// 1.5× this). 0 turns heartbeats off.
+// each connection. Default 30s (Primus's default; browser Primus clients
+// give up after 1.5× this). 0 turns heartbeats off.
+//
+// Anything read from a peer counts as a sign of life (a pong, a WebSocket
+// PING, any message), and a connection is dropped ([ErrHeartbeat], without
+// a close frame, so that a Primus client reconnects) only when nothing has
+// been read from it for two whole intervals: between 2 and 3 intervals after
+// the last thing read, plus the heartbeat's own scheduling delay on a busy
+// server. A client therefore has at least two intervals to answer a ping.
+// The pings are spread over the interval (each connection has its own phase
+// in it) rather than sent as one burst. One goroutine per server does this,
+// with no timer per connection.
 func WithPingInterval(d time.Duration) Option {
 	return Option{"WithPingInterval", serverOnly, func(o *options) { o.pingInterval = d }}
 }

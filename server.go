@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/http"
 	"strings"
 	"sync"
@@ -32,11 +33,12 @@ type Server struct {
 	up *conn.Upgrader
 
 	mu        sync.Mutex
-	conns     map[*Conn]struct{}
+	conns     []map[*Conn]struct{} // the open connections, sharded for the heartbeat (see shardOf)
 	closing   bool
 	upgrading sync.WaitGroup // ServeHTTP calls past the closing check
 	beat      chan struct{}  // closed to stop the heartbeat goroutine
 	beating   bool
+	seed      maphash.Seed   // places a connection in its shard
 	wg        sync.WaitGroup // read loops and the heartbeat
 	shutOnce  sync.Once
 	shutErr   error
@@ -51,15 +53,22 @@ func NewServer(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{conns: make(map[*Conn]struct{})}
+	s := &Server{seed: maphash.MakeSeed()}
 	if s.sh, err = newShared(o, &s.stats); err != nil {
 		return nil, public(err)
+	}
+	s.conns = make([]map[*Conn]struct{}, 1)
+	if o.pingInterval > 0 {
+		s.conns = make([]map[*Conn]struct{}, heartbeatSlices(o.pingInterval))
+	}
+	for i := range s.conns {
+		s.conns[i] = make(map[*Conn]struct{})
 	}
 	s.sh.rooms = newRegistry() // rooms.go
 	s.sh.gone = func(c *Conn) {
 		s.sh.rooms.drop(c) // rooms.go: leave every room, release every key
 		s.mu.Lock()
-		delete(s.conns, c)
+		delete(s.shardOf(c), c)
 		s.mu.Unlock()
 		s.admitted.Add(-1)
 	}
@@ -149,7 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.conns[c] = struct{}{} // Shutdown collects it after this upgrade
+	s.shardOf(c)[c] = struct{}{} // Shutdown collects it after this upgrade
 	s.startHeartbeatLocked()
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
@@ -227,31 +236,103 @@ func (s *Server) startHeartbeatLocked() {
 	s.wg.Go(func() { s.heartbeat(stop) })
 }
 
-// heartbeat pings every connection each interval and drops those that did
-// not answer the previous ping (no "primus::pong" and no WebSocket ping).
+// Heartbeat. A server that is short of CPU must not drop clients that
+// answer: the heartbeat used to ping every connection at once each interval,
+// in the map's random order, and drop those whose pong had not been read
+// since; when the walk over the connections took most of an interval (it
+// did, on a saturated server), a connection pinged at the end of one walk
+// and checked at the start of the next had milliseconds to answer (bench
+// -hbtrace in BENCHMARKS.md). Now:
+//   - anything read from the peer counts as liveness, not only a pong;
+//   - the connections are kept in [heartbeatSlices] shards by a hash of
+//     their address, and the heartbeat visits one shard per step, so each
+//     connection is pinged once per interval at the same phase and the
+//     pings do not come as one burst;
+//   - a connection is dropped at the visit that finds nothing read from it
+//     for [heartbeatMisses] whole intervals in a row: between 2 and 3
+//     intervals after the last thing read (plus the heartbeat's scheduling
+//     delay; a starved heartbeat stretches its intervals, never shrinks
+//     them), so a client has at least 2 intervals to answer a ping.
+
+// heartbeatMisses is how many visits in a row must find nothing read before
+// a connection is dropped.
+const heartbeatMisses = 2
+
+// heartbeatSlices is how many steps an interval is walked in: one every
+// 10 ms for short intervals, at most 100 (a step every 300 ms at the 30 s
+// default).
+func heartbeatSlices(interval time.Duration) int {
+	return int(min(max(interval/(10*time.Millisecond), 1), 100))
+}
+
+// shardOf is the map of s.conns that holds c: fixed for c's life. s.mu
+// held.
+func (s *Server) shardOf(c *Conn) map[*Conn]struct{} {
+	if len(s.conns) == 1 {
+		return s.conns[0]
+	}
+	return s.conns[maphash.Comparable(s.seed, c)%uint64(len(s.conns))]
+}
+
+// openLocked counts the open connections. s.mu held.
+func (s *Server) openLocked() int {
+	n := 0
+	for _, shard := range s.conns {
+		n += len(shard)
+	}
+	return n
+}
+
+// heartbeat visits shard k of s.conns at step k of each interval: a visit
+// pings the connection, or drops it after heartbeatMisses silent intervals.
+// It visits one step per tick; when it falls behind (a starved process) the
+// schedule shifts and the interval stretches, never shrinks: a shard's
+// visits are at least an interval apart. It holds s.mu only to copy one
+// shard's connections.
 func (s *Server) heartbeat(stop <-chan struct{}) {
-	t := time.NewTicker(s.sh.o.pingInterval)
+	interval := s.sh.o.pingInterval
+	slices := len(s.conns)
+	step := interval / time.Duration(slices)
+	t := time.NewTicker(step)
 	defer t.Stop()
+	round := time.Now() // step k is due at round + (k+1)·step
+	next := 0           // the next step
 	var batch []*Conn
 	for {
+		var now time.Time
 		select {
 		case <-stop:
 			return
-		case now := <-t.C:
-			batch = batch[:0]
-			s.mu.Lock()
-			for c := range s.conns {
-				batch = append(batch, c)
+		case now = <-t.C:
+		}
+		due := round.Add(time.Duration(next+1) * step)
+		if now.Before(due) {
+			continue
+		}
+		if now.Sub(due) >= step {
+			// Late (a starved process): shift the schedule rather than
+			// visit the steps missed at once, so that a shard's visits stay
+			// at least an interval apart and two silent visits always mean
+			// two whole intervals without a read.
+			round = now.Add(-time.Duration(next+1) * step)
+		}
+		batch = batch[:0]
+		s.mu.Lock()
+		for c := range s.conns[next] {
+			batch = append(batch, c)
+		}
+		s.mu.Unlock()
+		for _, c := range batch {
+			if c.wc.Beat() >= heartbeatMisses {
+				_ = c.wc.Drop()
+			} else {
+				_ = c.wc.Ping(now)
 			}
-			s.mu.Unlock()
-			for _, c := range batch {
-				if c.wc.TakeAlive() {
-					_ = c.wc.Ping(now)
-				} else {
-					_ = c.wc.Drop()
-				}
-			}
-			clear(batch)
+		}
+		clear(batch)
+		if next++; next == slices { // the interval is done
+			next = 0
+			round = round.Add(interval)
 		}
 	}
 }
@@ -260,9 +341,11 @@ func (s *Server) heartbeat(stop <-chan struct{}) {
 func (s *Server) Conns() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		out = append(out, c)
+	out := make([]*Conn, 0, s.openLocked())
+	for _, shard := range s.conns {
+		for c := range shard {
+			out = append(out, c)
+		}
 	}
 	return out
 }
@@ -305,9 +388,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.upgrading.Wait() // upgrades already past the check register their conns
 	s.mu.Lock()
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+	conns := make([]*Conn, 0, s.openLocked())
+	for _, shard := range s.conns {
+		for c := range shard {
+			conns = append(conns, c)
+		}
 	}
 	s.mu.Unlock()
 
@@ -451,10 +536,12 @@ func snapshot(st *counters, as *actor.Stats, pool *actor.Pool, open int) Stats {
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	n := len(s.conns)
+	n := s.openLocked()
 	var held int64
-	for c := range s.conns {
-		held += c.a.InboundBytes()
+	for _, shard := range s.conns {
+		for c := range shard {
+			held += c.a.InboundBytes()
+		}
 	}
 	s.mu.Unlock()
 	st := snapshot(&s.stats, s.sh.cfg.Stats(), s.sh.pool, n)

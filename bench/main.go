@@ -43,11 +43,23 @@ type flags struct {
 	pendingTimeout time.Duration
 	pendingShared  bool
 	pendingWriteTO time.Duration
+	pendingProfile string
 
 	fairness    int
 	fairHandler time.Duration
 	fairWorkers int
 	fairRounds  int
+
+	accept          int
+	acceptPerServer int
+
+	hbtrace    int
+	hbProcs    int
+	hbInterval time.Duration
+	hbBurn     int
+	hbDuration time.Duration
+	hbDir      string
+	hbIndex    int
 }
 
 func main() {
@@ -61,6 +73,12 @@ func main() {
 		err = serveRole(f)
 	case "hold":
 		err = holdRole(f)
+	case "dial":
+		err = dialRole(f)
+	case "hbserver":
+		err = hbServerRole(f)
+	case "hbclient":
+		err = hbClientRole(f)
 	case "driver":
 		switch {
 		case f.mem > 0:
@@ -69,6 +87,10 @@ func main() {
 			err = pendingMode(f)
 		case f.fairness > 0:
 			err = fairnessMode(f)
+		case f.accept > 0:
+			err = acceptMode(f)
+		case f.hbtrace > 0:
+			err = hbtraceMode(f)
 		default:
 			err = throughputMode(f)
 		}
@@ -92,15 +114,17 @@ var flagGroups = []struct {
 }{
 	{"Throughput, latency and CPU (the default mode):", []string{"impls", "scenarios", "payloads", "rounds", "warmup", "duration", "many", "inflight", "md", "out", "profile", "contention"}},
 	{"Idle memory per connection (-mem N):", []string{"mem", "mem-impls", "mem-per-server", "mem-rounds", "mem-profile"}},
-	{"Pending requests expiring (-pending N):", []string{"pending", "pending-timeout", "pending-shared-deadline", "pending-write-timeout"}},
+	{"Pending requests expiring (-pending N):", []string{"pending", "pending-timeout", "pending-shared-deadline", "pending-write-timeout", "pending-cpuprofile"}},
 	{"Fairness between connections (-fairness N):", []string{"fairness", "fair-handler", "fair-workers", "fair-rounds"}},
-	{"Child processes (the driver starts these itself with -role server or -role hold):", []string{"role", "impl", "listen", "url", "conns", "cpuprofile", "memprofilerate"}},
+	{"Accept rate (-accept N; -mem-impls and -mem-rounds apply):", []string{"accept", "accept-per-server"}},
+	{"Heartbeat trace (-hbtrace N, built with -tags hbtrace):", []string{"hbtrace", "hb-procs", "hb-interval", "hb-burn", "hb-duration", "hb-dir"}},
+	{"Child processes (the driver starts these itself with -role server, hold, dial, hbserver or hbclient):", []string{"role", "impl", "listen", "url", "conns", "cpuprofile", "memprofilerate", "hb-index"}},
 }
 
 // newFlagSet defines bench's flags into f.
 func newFlagSet(f *flags) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	fs.StringVar(&f.role, "role", "driver", "driver, server (one implementation's server, a child process) or hold (holds idle connections, a child process)")
+	fs.StringVar(&f.role, "role", "driver", "driver, server (one implementation's server, a child process) hold (holds idle connections), dial (-accept's dialer), hbserver or hbclient (-hbtrace's): child processes")
 	fs.StringVar(&f.impl, "impl", "wsactor", "server/hold roles: raw, naive, wsactor (or discard for a server)")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "server role: address to listen on")
 	fs.StringVar(&f.url, "url", "", "hold role: the server's ws:// URL")
@@ -132,10 +156,20 @@ func newFlagSet(f *flags) *flag.FlagSet {
 	fs.BoolVar(&f.pendingShared, "pending-shared-deadline", false, "-pending: give every request the same ctx with one deadline (instead of the request timeout), so that all expire at once")
 	fs.DurationVar(&f.pendingWriteTO, "pending-write-timeout", 0, "-pending: the client's WithWriteTimeout (0: the library's default)")
 
+	fs.StringVar(&f.pendingProfile, "pending-cpuprofile", "", "-pending: write a CPU profile of the issue loop (the Conn.Go calls) to this file")
 	fs.IntVar(&f.fairness, "fairness", 0, "measure fairness between connections: connection A floods this many requests at once, then B's single request is timed")
 	fs.DurationVar(&f.fairHandler, "fair-handler", 200*time.Millisecond, "-fairness: each request handler's run time")
 	fs.IntVar(&f.fairWorkers, "fair-workers", 0, "-fairness: the server's handler pool workers (0: the default, max(256, 64×GOMAXPROCS))")
 	fs.IntVar(&f.fairRounds, "fair-rounds", 5, "-fairness: rounds")
+	fs.IntVar(&f.accept, "accept", 0, "measure how fast this many connections are accepted (raw gws and wsactor behind net/http)")
+	fs.IntVar(&f.acceptPerServer, "accept-per-server", 15000, "-accept: connections per server process (an fd limit of 20,000 per process)")
+	fs.IntVar(&f.hbtrace, "hbtrace", 0, "trace the heartbeat of this many idle connections, with the server's CPU saturated (build with -tags hbtrace)")
+	fs.IntVar(&f.hbProcs, "hb-procs", 2, "-hbtrace: client processes")
+	fs.DurationVar(&f.hbInterval, "hb-interval", time.Second, "-hbtrace: the server's WithPingInterval")
+	fs.IntVar(&f.hbBurn, "hb-burn", 4, "-hbtrace: goroutines spinning in the server process")
+	fs.DurationVar(&f.hbDuration, "hb-duration", 20*time.Second, "-hbtrace: how long to hold the connections")
+	fs.StringVar(&f.hbDir, "hb-dir", os.TempDir()+"/wsactor-hbtrace", "-hbtrace: where the processes write their traces")
+	fs.IntVar(&f.hbIndex, "hb-index", 0, "hbclient role: this client process's index")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }
@@ -150,6 +184,8 @@ usage (figures and commands: BENCHMARKS.md):
   go run ./bench -mem 10000 [flags]        idle memory per connection
   go run ./bench -pending 1000000 [flags]  pending requests expiring
   go run ./bench -fairness 1024 [flags]    one connection's wait while another floods
+  go run ./bench -accept 100000 [flags]    accept rate
+  go run -tags hbtrace ./bench -hbtrace 6000 [flags]   heartbeat trace
 `)
 	for _, g := range flagGroups {
 		fmt.Fprintf(w, "\n%s\n", g.title)

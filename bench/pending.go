@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +114,17 @@ func pendingMode(f flags) error {
 	rss0, g0 := load.RSS(), runtime.NumGoroutine()
 
 	var full int64
+	if f.pendingProfile != "" { // the issue loop only
+		pf, err := os.Create(f.pendingProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			_ = pf.Close()
+			return err
+		}
+		defer func() { _ = pf.Close() }()
+	}
 	t0 := time.Now()
 	reqCtx := ctx
 	if f.pendingShared {
@@ -135,6 +147,9 @@ func pendingMode(f flags) error {
 		}
 	}
 	t1 := time.Now()
+	if f.pendingProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	for c.Pending()+int(count.Load()) < n {
 		time.Sleep(time.Millisecond)
 	}

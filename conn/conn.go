@@ -249,7 +249,8 @@ type Conn struct {
 	nc netConn // the net.Conn gws reads and writes through
 
 	role        Role
-	alive       atomic.Bool
+	silent      uint8       // Beat's count of steps without a read; Beat's only
+	alive       atomic.Bool // something was read since the last Beat
 	serverEnded atomic.Bool
 	served      atomic.Uint32  // Serve calls
 	flushers    sync.WaitGroup // at most one flusher at a time
@@ -326,21 +327,43 @@ func (c *Conn) Write(frame []byte) error {
 }
 
 // Ping writes "primus::ping::<now in unix ms>", the server heartbeat. A
-// Primus client answers with the same value, which [Conn.TakeAlive] then
-// reports. (A Primus server would take it as data.)
+// Primus client answers with the same value (see [Conn.Beat]). (A Primus server would take it as data.)
 func (c *Conn) Ping(now time.Time) error {
 	var a [48]byte
 	b := append(a[:0], `"primus::ping::`...)
 	b = strconv.AppendInt(b, now.UnixMilli(), 10)
 	b = append(b, '"')
+	if HBTraceEnabled {
+		traceHB(c, 'P', now.UnixMilli())
+	}
 	return c.enqueue(opText, b, true)
 }
 
-// TakeAlive reports whether a "primus::pong::…" message or a WebSocket PING
-// frame arrived since the previous TakeAlive (true for the first call after
-// the connection was made), and resets the flag. A server heartbeat calls it
-// once per tick before Ping, and Drops the connection when it is false.
-func (c *Conn) TakeAlive() bool { return c.alive.Swap(false) }
+// Beat is one step of the server heartbeat for this connection, made once
+// per ping interval by one goroutine at a time (it is not safe to call
+// concurrently with itself). It reports how many steps in a row, this one
+// included, found nothing read from the peer since the step before: 0 when
+// anything arrived (a "primus::pong::…", a WebSocket PING, a data frame,
+// any byte of one), 1 after one interval without a read, and so on (it
+// stops counting at 255). A connection is live until its first step. The
+// heartbeat pings when it is below its limit and Drops the connection when
+// it reaches it.
+func (c *Conn) Beat() int {
+	a := c.alive.Swap(false)
+	if a {
+		c.silent = 0
+	} else if c.silent < 255 {
+		c.silent++
+	}
+	if HBTraceEnabled {
+		v := int64(0)
+		if a {
+			v = 1
+		}
+		traceHB(c, 'T', v)
+	}
+	return int(c.silent)
+}
 
 // Close sends a close frame with code and reason (truncated to 123 bytes)
 // and closes the connection. Code 0 sends a close frame without a status

@@ -87,11 +87,11 @@ func TestOrderingOf10000Writes(t *testing.T) {
 
 func TestServerPingClientPong(t *testing.T) {
 	p := newPair(t, conn.Options{}, conn.Options{})
-	if !p.srv.TakeAlive() {
-		t.Fatal("TakeAlive false right after open")
+	if n := p.srv.Beat(); n != 0 {
+		t.Fatalf("Beat %d right after open, want 0 (live)", n)
 	}
-	if p.srv.TakeAlive() {
-		t.Fatal("TakeAlive true twice")
+	if n := p.srv.Beat(); n != 1 {
+		t.Fatalf("second Beat %d with nothing read, want 1", n)
 	}
 	// The client answers the ping from its read loop before it sees the
 	// next frame, so once the echo of "after" is back the pong has arrived.
@@ -110,11 +110,32 @@ func TestServerPingClientPong(t *testing.T) {
 	if got := p.srvRec.nextEnv(t); got.data != `"echo"` {
 		t.Fatalf("server got %+v; the pong must not reach the Handler", got)
 	}
-	if !p.srv.TakeAlive() {
-		t.Fatal("pong did not mark the server conn alive")
+	if n := p.srv.Beat(); n != 0 {
+		t.Fatalf("Beat %d after the pong, want 0 (live)", n)
 	}
-	if p.srv.TakeAlive() {
-		t.Fatal("TakeAlive did not reset")
+	for want := 1; want <= 2; want++ {
+		if n := p.srv.Beat(); n != want {
+			t.Fatalf("Beat %d with nothing read, want %d", n, want)
+		}
+	}
+}
+
+// Any frame the peer sends counts as liveness, not only a pong: a server
+// busy reading a peer's data is not misled into dropping it.
+func TestBeatAnyFrame(t *testing.T) {
+	p := newPair(t, conn.Options{}, conn.Options{})
+	p.srv.Beat()
+	if n := p.srv.Beat(); n != 1 {
+		t.Fatalf("Beat %d with nothing read, want 1", n)
+	}
+	if err := p.cli.Write([]byte(`"data"`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.srvRec.nextEnv(t); got.data != `"data"` {
+		t.Fatalf("server got %+v", got)
+	}
+	if n := p.srv.Beat(); n != 0 {
+		t.Fatalf("Beat %d after a data frame, want 0 (live)", n)
 	}
 }
 
@@ -188,9 +209,9 @@ func TestWebSocketPingFrame(t *testing.T) {
 	s := startServer(t, conn.Options{}, rec)
 	rc := dialRaw(t, s.url)
 	c := s.accept(t)
-	c.TakeAlive()
-	if c.TakeAlive() {
-		t.Fatal("alive without a ping")
+	c.Beat()
+	if n := c.Beat(); n != 1 {
+		t.Fatalf("Beat %d without a ping, want 1", n)
 	}
 	if err := rc.sock.WritePing([]byte("hi")); err != nil {
 		t.Fatal(err)
@@ -198,8 +219,8 @@ func TestWebSocketPingFrame(t *testing.T) {
 	if got := recv(t, rc.pongs, "PONG"); got != "hi" {
 		t.Fatalf("PONG payload %q", got)
 	}
-	if !c.TakeAlive() {
-		t.Fatal("a PING frame did not mark the conn alive")
+	if n := c.Beat(); n != 0 {
+		t.Fatalf("Beat %d after a PING frame, want 0 (live)", n)
 	}
 }
 

@@ -11,8 +11,9 @@
 // Control messages (PRIMUS-WIRE §3–4): the client role answers
 // "primus::ping::<v>" with "primus::pong::<v>", restarts its PingTimeout, and
 // remembers "primus::server::close" (OnClose then reports [ErrServerEnded]).
-// The server role counts "primus::pong::…" and WebSocket PING frames as
-// liveness ([Conn.TakeAlive]) and answers "primus::id::" with its id. A PING
+// The server role counts anything read from the peer ("primus::pong::…",
+// a WebSocket PING, any frame) as liveness ([Conn.Beat]) and answers
+// "primus::id::" with its id. A PING
 // frame is answered with a PONG in both roles. Any other "primus::" string
 // reaches the Handler as data, as in Primus.
 //
@@ -38,8 +39,9 @@
 // lock: gws answers the peer's close frame on the read goroutine under it,
 // with a write bounded only by WriteTimeout when the peer does not read, so a
 // quiet connection's direct write finding it taken hands its frame to the
-// flusher instead. Write, Close, End, Drop, Ping,
-// TakeAlive and the getters are safe from any goroutine; Write never blocks
+// flusher instead. Write, Close, End, Drop, Ping
+// and the getters are safe from any goroutine (Beat from one goroutine at a
+// time, any one); Write never blocks
 // on the socket. When the read loop ends, the socket is closed, the flusher
 // is waited for, and only then OnClose is called and Done closed: no
 // goroutine of a Conn outlives Done.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,10 +29,9 @@ func (events) OnOpen(s *gws.Conn) {
 func (events) OnClose(s *gws.Conn, err error) { owner(s).onClose(err) }
 
 // OnPing answers a WebSocket PING through the ordered write path (never
-// blocking the read loop) and counts as liveness, like Primus.
+// blocking the read loop). Like every read it counts as liveness.
 func (events) OnPing(s *gws.Conn, payload []byte) {
 	c := owner(s)
-	c.alive.Store(true)
 	_ = c.enqueue(opPong, payload, true) // dropped when the queue is full
 }
 
@@ -87,8 +87,11 @@ func (c *Conn) control(s string) bool {
 	switch c.role {
 	case Server:
 		switch typ {
-		case "pong":
-			c.alive.Store(true)
+		case "pong": // liveness: its read already counted (netConn.Read)
+			if HBTraceEnabled {
+				v, _ := strconv.ParseInt(val, 10, 64)
+				traceHB(c, 'R', v)
+			}
 			return true
 		case "id":
 			_ = c.writeControl("primus::id::" + c.ID())
@@ -97,6 +100,10 @@ func (c *Conn) control(s string) bool {
 	case Client:
 		switch typ {
 		case "ping":
+			if HBTraceEnabled {
+				v, _ := strconv.ParseInt(val, 10, 64)
+				traceHB(c, 'C', v)
+			}
 			if c.o.PingTimeout > 0 {
 				c.armPingTimeout()
 			}

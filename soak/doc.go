@@ -88,7 +88,8 @@
 //
 // A live status line on stderr (a progress bar, when stderr is a terminal
 // and not -quiet; it fits 80 columns, dropping its least important fields
-// when it must), then a text summary on stdout; in -out (default
+// when it must), then a text summary on stdout (the server's counts its
+// heartbeat drops); in -out (default
 // soak/out/<timestamp>, git-ignored): report.json (config, ledgers,
 // outcomes, Stats, latency percentiles from HdrHistogram, chaos counts,
 // memory, per-second samples), summary.txt, and PNG plots over time of

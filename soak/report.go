@@ -62,11 +62,13 @@ type SideReport struct {
 	MsgsOut     int64            `json:"messages_sent"`
 	MsgsIn      int64            `json:"messages_received"`
 	MsgsRefused int64            `json:"messages_refused"`
-	Clients     int              `json:"clients,omitempty"` // clients made over the run
-	Dials       int64            `json:"dials,omitempty"`
-	DialFails   int64            `json:"dial_failures,omitempty"`
-	Redials     int64            `json:"redials,omitempty"`
-	Skipped     int64            `json:"skipped,omitempty"` // rate mode: slot at its in-flight cap or not connected
+	// HeartbeatDrops (server): connections dropped by the heartbeat.
+	HeartbeatDrops int64 `json:"heartbeat_drops"`
+	Clients        int   `json:"clients,omitempty"` // clients made over the run
+	Dials          int64 `json:"dials,omitempty"`
+	DialFails      int64 `json:"dial_failures,omitempty"`
+	Redials        int64 `json:"redials,omitempty"`
+	Skipped        int64 `json:"skipped,omitempty"` // rate mode: slot at its in-flight cap or not connected
 }
 
 // ChaosReport counts what the chaos did and what came of it.
@@ -156,6 +158,9 @@ func (r *Report) summary(w io.Writer) {
 		p("           received %d answered %d answered-error %d busy %d cancels %d in progress %d; bad input %d panics %d restarts %d reconnects %d",
 			st.Received, st.Answered, st.AnsweredError, st.Busy, st.CancelsReceived, st.InProgress, st.BadInput, st.HandlerPanics, st.Restarts, st.Reconnects)
 		p("    messages: sent %d received %d refused %d", s.MsgsOut, s.MsgsIn, s.MsgsRefused)
+		if s == r.Server {
+			p("    heartbeat drops: %d (connections from which nothing was read for 2 ping intervals)", s.HeartbeatDrops)
+		}
 		if len(s.BadInput) > 0 {
 			p("    bad input: %s", kv(s.BadInput))
 		}

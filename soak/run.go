@@ -455,6 +455,8 @@ func final(rep *Report, chk *checker, srv *serverSide, fl *fleet) {
 			MsgsOut:     srv.msgsOut.Load(),
 			MsgsIn:      srv.msgsIn.Load(),
 			MsgsRefused: srv.msgsRefused.Load(),
+
+			HeartbeatDrops: srv.heartbeatDrops.Load(),
 		}
 		rep.Server.PerSec = float64(lr.Completed) / rep.LoadSeconds
 		rep.Server.OKPerSec = float64(lr.Outcomes["ok"]) / rep.LoadSeconds

@@ -52,6 +52,7 @@ type serverSide struct {
 	raw sync.Map
 
 	connects, disconnects              atomic.Int64
+	heartbeatDrops                     atomic.Int64 // connections the heartbeat dropped (ErrHeartbeat)
 	msgsIn, msgsOut, msgsRefused       atomic.Int64
 	floods, floodSent, floodQueueFull  atomic.Int64
 	rsts, ends, panicsAsked, msgPanics atomic.Int64
@@ -199,8 +200,11 @@ func (s *serverSide) onConnect(c *wsactor.Conn) {
 	}
 }
 
-func (s *serverSide) onDisconnect(c *wsactor.Conn, _ error) {
+func (s *serverSide) onDisconnect(c *wsactor.Conn, err error) {
 	s.disconnects.Add(1)
+	if errors.Is(err, wsactor.ErrHeartbeat) {
+		s.heartbeatDrops.Add(1)
+	}
 	s.raw.Delete(c.RemoteAddr().String()) // hijacked: http.Server no longer tracks it
 }
 

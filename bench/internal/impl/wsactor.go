@@ -8,10 +8,13 @@ import (
 )
 
 // wsactorServer is a wsactor server whose handler echoes the request's data.
+// Its connections are not capped (WithMaxConnections(0)): bench holds up to
+// -mem-per-server or -accept-per-server connections per process, over the
+// library's default cap of 10,000, as the raw gws server does.
 type wsactorServer struct{ *wsactor.Server }
 
 func newWSActorServer(opts ...wsactor.Option) (Server, error) {
-	srv, err := wsactor.NewServer(append(opts, wsactor.WithRequestHandler(
+	srv, err := wsactor.NewServer(append(opts, wsactor.WithMaxConnections(0), wsactor.WithRequestHandler(
 		func(_ context.Context, _ *wsactor.Conn, req wsactor.Request) (any, error) {
 			return req.Data, nil
 		}))...)
