@@ -200,11 +200,14 @@ func (n *netConn) afterRead(start time.Time, p []byte) {
 	}
 }
 
-// tracked follows the frames in p; a message that began in p gets a full
-// budget.
+// tracked marks the peer live (anything read counts for the heartbeat) and
+// follows the frames in p; a message that began in p gets a full budget.
 //
 //go:noinline
 func (n *netConn) tracked(p []byte) {
+	if !n.owner.alive.Load() {
+		n.owner.alive.Store(true) // the peer is live (Beat); stored once per interval
+	}
 	r := &n.rd
 	if r.track(p) && r.busy() {
 		r.budget = int64(n.owner.o.FrameTimeout)

@@ -459,10 +459,7 @@ func (n *netConn) timedRead(b []byte) (int, error) {
 	start := n.beforeRead()
 	m, err := n.Conn.Read(b)
 	frame := n.rd.flags&rdArmed != 0
-	if m > 0 && !n.owner.alive.Load() {
-		n.owner.alive.Store(true) // the peer is live (Beat); stored once per interval
-	}
-	n.afterRead(start, b[:m])
+	n.afterRead(start, b[:m]) // tracked: the peer is live
 	if err != nil {
 		n.readFailed(err, frame)
 	}
