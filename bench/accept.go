@@ -79,23 +79,10 @@ func acceptMode(f flags) error {
 
 func acceptOnce(name string, n, nsrv int) (acceptResult, error) {
 	res := acceptResult{Impl: name, Conns: n, Servers: nsrv}
-	servers := make([]*child, 0, nsrv)
-	defer func() {
-		for _, s := range servers {
-			s.stop()
-		}
-	}()
-	shares := make([]int, nsrv)
-	for i := range nsrv {
-		shares[i] = n / nsrv
-		if i < n%nsrv {
-			shares[i]++
-		}
-		s, err := spawnServer(name)
-		if err != nil {
-			return res, err
-		}
-		servers = append(servers, s)
+	servers, shares, err := spawnServers(name, n, nsrv)
+	defer stopAll(servers)
+	if err != nil {
+		return res, err
 	}
 	// Warm-up: one-time costs are not per connection.
 	if err := holdAll(name, servers, func(int) int { return 100 }, nil); err != nil {

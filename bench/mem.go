@@ -158,15 +158,12 @@ func (c *child) heapProfile(path string) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-func memOnce(name string, n, nsrv int) (memResult, error) {
-	res := memResult{Impl: name, Conns: n, Servers: nsrv}
-	servers := make([]*child, 0, nsrv)
-	defer func() {
-		for _, s := range servers {
-			s.stop()
-		}
-	}()
-	shares := make([]int, nsrv)
+// spawnServers starts nsrv server children of implementation name and
+// splits n connections between them (shares[i] for server i). The servers
+// started so far are returned even with an error: stop them with stopAll.
+func spawnServers(name string, n, nsrv int) (servers []*child, shares []int, err error) {
+	servers = make([]*child, 0, nsrv)
+	shares = make([]int, nsrv)
 	for i := range nsrv {
 		shares[i] = n / nsrv
 		if i < n%nsrv {
@@ -174,9 +171,25 @@ func memOnce(name string, n, nsrv int) (memResult, error) {
 		}
 		s, err := spawnServer(name)
 		if err != nil {
-			return res, err
+			return servers, shares, err
 		}
 		servers = append(servers, s)
+	}
+	return servers, shares, nil
+}
+
+func stopAll(servers []*child) {
+	for _, s := range servers {
+		s.stop()
+	}
+}
+
+func memOnce(name string, n, nsrv int) (memResult, error) {
+	res := memResult{Impl: name, Conns: n, Servers: nsrv}
+	servers, shares, err := spawnServers(name, n, nsrv)
+	defer stopAll(servers)
+	if err != nil {
+		return res, err
 	}
 	// Warm up every server with a few connections (one-time costs such
 	// as the handler pool and code paths are not per connection), then
@@ -202,7 +215,7 @@ func memOnce(name string, n, nsrv int) (memResult, error) {
 		base[i] = st
 		res.BaseRSS += st.RSS
 	}
-	err := holdAll(name, servers, func(i int) int { return shares[i] }, func() error {
+	err = holdAll(name, servers, func(i int) int { return shares[i] }, func() error {
 		for i, s := range servers {
 			if err := s.waitConns(shares[i], time.Minute); err != nil {
 				return err
