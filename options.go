@@ -287,7 +287,9 @@ func WithDisconnectHook(fn func(c *Conn, err error)) Option {
 // WithErrorHook is told about bad input: malformed JSON, null, binary frames,
 // invalid UTF-8, missing or bad ids, late, duplicate and unknown replies,
 // oversized frames, panics in user code. It runs on the connection's read
-// goroutine or actor loop and must be quick.
+// goroutine or actor loop (a panicking presence watcher: on the presence
+// goroutine) and must be quick. For a panic in the authentication hook c is
+// nil: there is no connection yet.
 func WithErrorHook(fn func(c *Conn, err error)) Option {
 	return Option{"WithErrorHook", both, func(o *options) { o.onError = fn }}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/sourcegraph/conc/panics"
+	"github.com/wsactor/wsactor/actor"
 )
 
 // Rooms and keys.
@@ -268,14 +269,7 @@ func (c *Conn) Keys() []string {
 
 // Members returns the connections in room (none for an unknown room).
 func (s *Server) Members(room string) []*Conn {
-	r := s.sh.rooms
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*Conn, 0, len(r.rooms[room]))
-	for c := range r.rooms[room] {
-		out = append(out, c)
-	}
-	return out
+	return s.sh.rooms.members(room, nil, nil)
 }
 
 // Count returns how many connections are in room.
@@ -479,7 +473,7 @@ func (s *Server) FlushPresence(ctx context.Context) error {
 		select {
 		case <-step:
 		case <-ctx.Done():
-			return ctx.Err()
+			return public(actor.CtxError(ctx))
 		}
 		r.mu.Lock()
 	}
@@ -504,7 +498,7 @@ func (r *registry) call(w *watcher, p Presence) {
 	var pc panics.Catcher
 	pc.Try(func() { w.fn(p) })
 	if rec := pc.Recovered(); rec != nil {
-		p.Conn.sh.badInput(p.Conn, fmt.Errorf("%w: presence watcher: %w", ErrHandlerPanic, rec.AsError()))
+		p.Conn.sh.badInput(p.Conn, fmt.Errorf("%w: presence watcher: %w", ErrHandlerPanic, actor.NewPanicError(rec)))
 	}
 }
 

@@ -111,8 +111,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var pc panics.Catcher
 		pc.Try(func() { identity, err = auth(r) })
 		if rec := pc.Recovered(); rec != nil {
-			err = rec.AsError()
-			s.sh.badInput(nil, errors.Join(ErrHandlerPanic, err))
+			s.sh.badInput(nil, fmt.Errorf("%w: authentication hook: %w", ErrHandlerPanic, actor.NewPanicError(rec)))
 			err = &statusError{http.StatusInternalServerError, "authentication failed"}
 		}
 		if err != nil {
@@ -387,14 +386,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.closing = true
 	s.mu.Unlock()
 	s.upgrading.Wait() // upgrades already past the check register their conns
-	s.mu.Lock()
-	conns := make([]*Conn, 0, s.openLocked())
-	for _, shard := range s.conns {
-		for c := range shard {
-			conns = append(conns, c)
-		}
-	}
-	s.mu.Unlock()
+	conns := s.Conns()
 
 	drained := make([]<-chan struct{}, len(conns))
 	for i, c := range conns {

@@ -294,7 +294,7 @@ func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	// registration), saving a hand-off on every request, and goes on only
 	// with messages that run no user code either (runsNoUserCode): never
 	// anyone's callback, handler or hook.
-	if err := a.mb.With(mailbox.Own).PostWait(ctx, msg{op: opRegister, call: c}); err != nil {
+	if err := a.mb.With(a.requestMode()).PostWait(ctx, msg{op: opRegister, call: c}); err != nil {
 		putFrame(c.frame)
 		if errors.Is(err, mailbox.ErrClosed) {
 			return Reply{}, a.closedErr()
@@ -321,7 +321,7 @@ func (a *Actor) Request(ctx context.Context, data []byte) (Reply, error) {
 	}
 	// Take the call out of the pending set and tell the peer. A cancel's
 	// handling runs no user code for a Request, so mode Own is safe here.
-	_ = a.mb.With(mailbox.Own).PostSystem(msg{op: opCancel, call: c, err: err})
+	_ = a.mb.With(a.requestMode()).PostSystem(msg{op: opCancel, call: c, err: err})
 	return Reply{}, err
 }
 
@@ -410,7 +410,7 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 		return fmt.Errorf("actor: Deliver of an id of %d bytes", nid)
 	}
 	m := msg{op: opInbound, kind: env.Kind, idLen: uint32(nid), timeout: env.Timeout}
-	if env.Err != nil {
+	if env.Err != nil && !req { // an error reply; a request's "error" means nothing
 		m.err = &RemoteError{Code: env.Err.Code, Message: env.Err.Message}
 	}
 	var ntp int // the traceparent's copy, between data and key
@@ -686,6 +686,9 @@ func (a *Actor) handle(m msg) {
 // drains. It runs on the loop (the drainer role is held), under the
 // mailbox's lock.
 func (a *Actor) runsNoUserCode(m msg) bool {
+	if a.cfg.observer != nil && m.op != opDrain {
+		return false // a call's end is observed: user code
+	}
 	switch m.op {
 	case opRegister, opCancel:
 		return m.call.ch != nil // a Request's; a Go call's may end with its callback
@@ -841,16 +844,31 @@ func isRemote(err error) bool {
 // (A deferred recover rather than a panics.Catcher, which escapes to the
 // heap: this runs for every callback of [Actor.Go].)
 func (a *Actor) userCode(fn func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			rp := panics.NewRecovered(1, r)
-			a.stats().HandlerPanics.Add(1)
-			if a.failure == nil {
-				a.failure = fmt.Errorf("%w: %w", ErrHandlerPanic, NewPanicError(&rp))
-			}
-		}
-	}()
+	defer a.recoverUserCode()
 	fn()
+}
+
+// recoverUserCode, deferred around user code run on the loop, turns a
+// panic into a failure handled after the current message (see handle), so
+// that the code after the user's (a result sent, a budget released) runs.
+func (a *Actor) recoverUserCode() {
+	if r := recover(); r != nil {
+		rp := panics.NewRecovered(2, r)
+		a.stats().HandlerPanics.Add(1)
+		if a.failure == nil {
+			a.failure = fmt.Errorf("%w: %w", ErrHandlerPanic, NewPanicError(&rp))
+		}
+	}
+}
+
+// requestMode is how Request posts its registration and cancel: mode Own
+// (the caller handles its own message, no hand-off) unless an [Observer]
+// would then run on the caller's goroutine.
+func (a *Actor) requestMode() mailbox.Mode {
+	if a.cfg.observer != nil {
+		return mailbox.Handoff
+	}
+	return mailbox.Own
 }
 
 func (a *Actor) badInput(err error) {
@@ -910,20 +928,20 @@ func (a *Actor) startRequest(d *delivery) bool {
 		a.observeRefused(a.endOutcome(a.closedErr()))
 		return false
 	case a.cfg.handler == nil:
-		a.replyError(d.id, CodeNoHandler, "no request handler")
 		a.observeRefused(OutcomeRefused)
+		a.replyError(d.id, CodeNoHandler, "no request handler")
 		return false
 	case a.draining:
-		a.replyError(d.id, CodeShutdown, "shutting down")
 		a.observeRefused(OutcomeShutdown)
+		a.replyError(d.id, CodeShutdown, "shutting down")
 		return false
 	}
 	key := d.key
 	if _, dup := a.inbound.get(key); dup {
 		s.DuplicateRequests.Add(1)
+		a.observeRefused(OutcomeRefused)
 		a.replyError(d.id, CodeDuplicateID, "a request with this id is in progress")
 		a.badInput(fmt.Errorf("%w: %s", ErrDuplicateRequest, clip(d.id)))
-		a.observeRefused(OutcomeRefused)
 		return false
 	}
 	// The cap counts handlers that have not returned, not the inbound set:
@@ -931,12 +949,13 @@ func (a *Actor) startRequest(d *delivery) bool {
 	// once while its handler may still run or wait for a worker.
 	if int(a.handlers) >= a.cfg.maxInbound {
 		s.Busy.Add(1)
-		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		a.observeRefused(OutcomeRefused)
+		a.replyError(d.id, CodeBusy, "too many requests in progress")
 		return false
 	}
 	if d.busy {
 		s.Busy.Add(1)
+		a.observeRefused(OutcomeRefused)
 		a.replyError(d.id, CodeBusy, "too much request data in progress")
 		return false
 	}
@@ -968,8 +987,8 @@ func (a *Actor) startRequest(d *delivery) bool {
 	if !a.cfg.pool.TrySubmitFrom(a, t) {
 		t.cancel()
 		s.Busy.Add(1)
-		a.replyError(d.id, CodeBusy, "server busy")
 		a.observeRefused(OutcomeRefused)
+		a.replyError(d.id, CodeBusy, "server busy")
 		return false
 	}
 	a.inbound.put(key, t)

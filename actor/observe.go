@@ -120,12 +120,14 @@ func (a *Actor) observeCall(c *call, err error) {
 	if c.deadline != 0 { // registered: it started at deadline - timeout
 		d = time.Duration(now() - (c.deadline - int64(c.timeout)))
 	}
+	defer a.recoverUserCode() // a panic must not stop the result being delivered
 	a.cfg.observer.ObserveRequest(Outbound, a.endOutcome(err), d)
 }
 
 // observeTask reports the end of the peer's request t. On the loop.
 func (a *Actor) observeTask(t *task, o Outcome) {
 	if a.cfg.observer != nil {
+		defer a.recoverUserCode() // a panic must not stop the budget being released
 		a.cfg.observer.ObserveRequest(Inbound, o, time.Duration(now()-t.start()))
 	}
 }
@@ -142,6 +144,7 @@ func (a *Actor) endOutcome(err error) Outcome {
 // observeRefused reports a peer request refused before acceptance.
 func (a *Actor) observeRefused(o Outcome) {
 	if a.cfg.observer != nil {
+		defer a.recoverUserCode()
 		a.cfg.observer.ObserveRequest(Inbound, o, 0)
 	}
 }

@@ -147,3 +147,39 @@ func BenchmarkRoundTripInMemoryInlineObserved(b *testing.B) {
 		}
 	}
 }
+
+// panicking is an Observer that panics every time.
+type panicking struct{ n atomic.Int64 }
+
+func (p *panicking) ObserveRequest(actor.Direction, actor.Outcome, time.Duration) {
+	p.n.Add(1)
+	panic("observer bug")
+}
+
+// A panicking Observer is a failure of user code like any other: the
+// request it observed still ends exactly once (the caller is not left
+// waiting), and the peer's requests still release their room.
+func TestObserverPanicLosesNothing(t *testing.T) {
+	var oa, ob panicking
+	h := func(context.Context, *actor.Actor, actor.Incoming) ([]byte, error) { return []byte(`1`), nil }
+	p := newPair(t,
+		newConfig(t, actor.WithObserver(&oa), actor.WithRestartDecider(func(*actor.Actor, error) error { return nil })),
+		newConfig(t, actor.WithObserver(&ob), actor.WithMaxInbound(1), actor.WithHandler(h, newPool(t, 2, 2)),
+			actor.WithRestartDecider(func(*actor.Actor, error) error { return nil })))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// More requests than the peer's cap of 1: each must release its room
+	// although observing its end panicked on both sides.
+	for i := range 5 {
+		r, err := p.a.Request(ctx, []byte(`"x"`))
+		if err != nil && !errors.Is(err, actor.ErrRestarted) {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if err == nil && string(r.Data) != `1` {
+			t.Fatalf("request %d: %s", i, r.Data)
+		}
+	}
+	if oa.n.Load() == 0 || ob.n.Load() == 0 {
+		t.Fatalf("observed %d and %d times: the observers never ran", oa.n.Load(), ob.n.Load())
+	}
+}
