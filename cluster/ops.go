@@ -66,15 +66,24 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 	probe := time.NewTimer(n.o.probe)
 	defer probe.Stop()
 	probing := false // a probe's answer is due
+	unanswered := 0  // probe intervals the answer has been due for
 	for {
 		select {
 		case <-ctx.Done():
 			return wsactor.Response{}, ctxError(ctx)
 		case <-probe.C:
+			if probing {
+				// An answer lost (a hung node whose subscription NATS still
+				// holds): probe again, so that its "no responders" is asked
+				// for once NATS drops it.
+				if unanswered++; unanswered >= 3 {
+					probing = false
+				}
+			}
 			if node, _ := call.taken(n); node != "" && !probing {
 				p := n.msg(n.nodeSubject(node), opPing, nil)
 				p.Reply = reply
-				probing = n.nc.PublishMsg(p) == nil
+				probing, unanswered = n.nc.PublishMsg(p) == nil, 0
 			}
 			probe.Reset(n.o.probe)
 		case r := <-call.ch:
