@@ -452,6 +452,12 @@ func TestNATSRestartMidTraffic(t *testing.T) {
 				if tl.down++; tl.down == 1 {
 					close(firstDown)
 				}
+				// It fails at once while NATS is down: pace the loop rather
+				// than spin on a core the restart needs.
+				select {
+				case <-stop:
+				case <-time.After(5 * time.Millisecond):
+				}
 			case errors.Is(err, wsactor.ErrTimeout), errors.Is(err, wsactor.ErrNoConn), errors.Is(err, wsactor.ErrConnLost):
 				tl.other++ // in flight as NATS went, or before the resubscription
 			default:
