@@ -44,7 +44,7 @@ type Node struct {
 
 	mu     sync.Mutex
 	subs   map[string]*nats.Subscription // room and key subjects
-	peers  map[string]struct{}
+	peers  map[string]string // id → incarnation ("" when not known yet)
 	closed bool
 	own    []*nats.Subscription // hello, node subject, reply inbox
 	stopW  func()
@@ -165,7 +165,7 @@ func Join(srv *wsactor.Server, url string, opts ...Option) (*Node, error) {
 	n := &Node{
 		srv: srv, o: o, id: o.id, inst: hex.EncodeToString(inst[:]), prefix: o.prefix + ".",
 		subs:  make(map[string]*nats.Subscription),
-		peers: make(map[string]struct{}),
+		peers: make(map[string]string),
 		calls: make(map[string]*keyCall),
 		lost:  make(chan struct{}),
 	}
@@ -304,7 +304,7 @@ func (n *Node) stop(bye bool) error {
 		_ = s.Unsubscribe()
 	}
 	if bye {
-		_ = n.nc.PublishMsg(n.msg(n.prefix+"hello", opBye, nil))
+		_ = n.nc.PublishMsg(n.instMsg(n.prefix+"hello", opBye, nil)) // with the incarnation: a restarted copy under the same id stays
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = n.nc.FlushWithContext(ctx)
 		cancel()
@@ -450,7 +450,7 @@ func (n *Node) reconcile(kind nameKind, name string) {
 // Peers.
 
 func (n *Node) hello() {
-	m := n.msg(n.prefix+"hello", opHello, nil)
+	m := n.instMsg(n.prefix+"hello", opHello, nil)
 	m.Reply = n.nodeSubject(n.id)
 	_ = n.nc.PublishMsg(m)
 }
@@ -462,20 +462,20 @@ func (n *Node) onHello(m *nats.Msg) {
 	}
 	switch m.Header.Get(hOp) {
 	case opHello:
-		n.peerUp(from)
+		n.peerUp(from, m.Header.Get(hInst))
 		if m.Reply != "" {
-			_ = n.nc.PublishMsg(n.msg(m.Reply, opHere, nil))
+			_ = n.nc.PublishMsg(n.instMsg(m.Reply, opHere, nil))
 		}
 	case opBye:
-		n.peerDown(from)
+		n.peerDown(from, m.Header.Get(hInst))
 	}
 }
 
-func (n *Node) peerUp(id string) {
+func (n *Node) peerUp(id, inst string) {
 	n.mu.Lock()
 	_, had := n.peers[id]
-	if !n.closed {
-		n.peers[id] = struct{}{}
+	if !n.closed && (inst != "" || !had) {
+		n.peers[id] = inst
 	}
 	n.mu.Unlock()
 	if !had {
@@ -483,12 +483,19 @@ func (n *Node) peerUp(id string) {
 	}
 }
 
-func (n *Node) peerDown(id string) {
+// peerDown forgets node id's incarnation inst ("": whichever): a bye or a
+// "no responders" from an older copy of a node restarted under the same id
+// leaves the new copy known, and its requests in flight alone.
+func (n *Node) peerDown(id, inst string) {
 	n.mu.Lock()
-	_, had := n.peers[id]
+	cur, had := n.peers[id]
+	if had && inst != "" && cur != "" && cur != inst {
+		n.mu.Unlock()
+		return
+	}
 	delete(n.peers, id)
 	n.mu.Unlock()
-	n.peerGone(id) // ops.go: its requests by key in flight end now
+	n.peerGone(id, inst) // ops.go: its requests by key in flight end now
 	if had {
 		n.event(Event{Kind: PeerDown, Peer: id})
 	}
@@ -498,7 +505,7 @@ func (n *Node) peerDown(id string) {
 func (n *Node) onNode(m *nats.Msg) {
 	switch m.Header.Get(hOp) {
 	case opHere:
-		n.peerUp(m.Header.Get(hOrigin))
+		n.peerUp(m.Header.Get(hOrigin), m.Header.Get(hInst))
 	case opPing:
 		_ = m.RespondMsg(n.instMsg("", opPong, nil))
 	case opAsk:

@@ -1027,3 +1027,33 @@ func TestNodeRestartedUnderSameID(t *testing.T) {
 		t.Fatalf("room member on the dead incarnation: %v, want ErrNodeGone", err)
 	}
 }
+
+// An old copy of a node that leaves after its replacement (same id) joined
+// must not make the others forget the replacement: its bye names its own
+// incarnation.
+func TestOldIncarnationByeKeepsReplacement(t *testing.T) {
+	ns := startNATS(t, -1)
+	a := startNode(t, "a", ns.ClientURL())
+	b := startNode(t, "b", ns.ClientURL())
+	a.waitPeer("b")
+	b2 := startNode(t, "b", ns.ClientURL()) // the replacement, joined first
+	asked := make(chan string, 4)
+	onB2 := b2.dial(t, named("b2", asked))
+	if err := onB2.sc.Bind("user:b"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, a, b2)
+	if err := b.n.Close(); err != nil { // the old copy says bye
+		t.Fatal(err)
+	}
+	// A hello after the bye on the same subject: once a knows c, it has
+	// handled the bye.
+	startNode(t, "c", ns.ClientURL())
+	a.waitPeer("c")
+	if !slices.Contains(a.n.Peers(), "b") {
+		t.Fatalf("a forgot b after the old copy's bye: peers %v", a.n.Peers())
+	}
+	if _, err := a.n.RequestKey(ctxWait(t), "user:b", "hi"); err != nil {
+		t.Fatalf("request to the replacement: %v", err)
+	}
+}

@@ -98,7 +98,7 @@ func (n *Node) RequestKey(ctx context.Context, key string, v any) (wsactor.Respo
 				return wsactor.Response{}, fmt.Errorf("%w: %q on no node", wsactor.ErrNoConn, key)
 			case noResponders(r):
 				// A probe found the node's subject without a subscriber.
-				n.peerDown(node)
+				n.peerDown(node, inst)
 				return wsactor.Response{}, fmt.Errorf("%w (node %s)", ErrNodeGone, node)
 			}
 			switch r.Header.Get(hOp) {
@@ -212,12 +212,13 @@ func (n *Node) lostChan() <-chan struct{} {
 	return n.lost
 }
 
-// peerGone tells the requests by key in flight to node that it left.
-func (n *Node) peerGone(node string) {
+// peerGone tells the requests by key in flight to node's incarnation inst
+// ("": whichever) that it left.
+func (n *Node) peerGone(node, inst string) {
 	bye := &nats.Msg{Header: nats.Header{hOp: {opBye}}}
 	n.callsMu.Lock()
 	for _, c := range n.calls {
-		if c.node == node {
+		if c.node == node && (inst == "" || c.inst == "" || c.inst == inst) {
 			select {
 			case c.ch <- bye:
 			default:
@@ -512,7 +513,7 @@ func (n *Node) askMessage(a *remoteAsk, m *nats.Msg, deliver func(MemberReply), 
 	}
 	if noResponders(m) {
 		a.finish(an, ErrNodeGone, deliver, sum)
-		n.peerDown(an.id)
+		n.peerDown(an.id, "")
 		return
 	}
 	switch m.Header.Get(hOp) {

@@ -49,10 +49,11 @@ func (n *Node) msg(subject, op string, data []byte) *nats.Msg {
 	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{hOp: {op}, hOrigin: {n.id}}}
 }
 
-// instMsg is msg with the node's incarnation, for the answers that start or
-// confirm a wait on this node (ack, manifest, pong): a node restarted under
-// the same id answers a probe with another incarnation, which ends what the
-// dead one had taken.
+// instMsg is msg with the node's incarnation, for hello, here and bye and
+// for the answers that start or confirm a wait on this node (ack, manifest,
+// pong): a node restarted under the same id answers a probe with another
+// incarnation, which ends what the dead one had taken, and the old copy's
+// bye does not make its peers forget the new one.
 func (n *Node) instMsg(subject, op string, data []byte) *nats.Msg {
 	m := n.msg(subject, op, data)
 	m.Header[hInst] = []string{n.inst}
