@@ -44,7 +44,7 @@ type Node struct {
 
 	mu     sync.Mutex
 	subs   map[string]*nats.Subscription // room and key subjects
-	peers  map[string]string // id → incarnation ("" when not known yet)
+	peers  map[string]string             // id → incarnation ("" when not known yet)
 	closed bool
 	own    []*nats.Subscription // hello, node subject, reply inbox
 	stopW  func()
