@@ -94,7 +94,9 @@ test('browser: wsactor.js in Chromium against the stock Primus server', { timeou
     assert.equal(r.stats.answered, 1002);
     assert.ok(r.stats.pings >= 1, `pings answered: ${r.stats.pings}`);
     // the server saw a browser connection (with an Origin) and pongs from it
-    assert.ok(primus.count((e) => e.event === 'heartbeat') >= 1);
+    // (waited for: the page may have answered a ping whose 'heartbeat' line
+    // the server process has not printed yet)
+    await primus.waitEvent((e) => e.event === 'heartbeat', 5000, 'a heartbeat from the browser');
   } finally {
     await context?.close();
     fs.rmSync(userDataDir, { recursive: true, force: true });
