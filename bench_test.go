@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -94,8 +95,30 @@ func echoHandler(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any
 }
 
 func BenchmarkLoopback(b *testing.B) {
-	payload := []byte(benchPayload)
-	raw := json.RawMessage(benchPayload)
+	for _, p := range []struct{ name, data string }{{"small", benchPayload}, {"4KiB", benchPayload4K}} {
+		b.Run("payload="+p.name, func(b *testing.B) { benchLoopback(b, p.data) })
+	}
+}
+
+// benchPayload4K is a JSON object of about 4 KiB shaped like an API reply (a
+// list of small records), as the bench program's "large" payload.
+var benchPayload4K = func() string {
+	s := `{"op":"echo","user":"alice","seq":12345,"items":[`
+	for i := 0; ; i++ {
+		item := `{"id":` + strconv.Itoa(i) + `,"name":"item-` + strconv.Itoa(i) + `","tags":["red","blue"],"price":` + strconv.Itoa(i%97) + `.25,"stock":true}`
+		if i > 0 {
+			item = "," + item
+		}
+		if len(s)+len(item)+2 > 4096 {
+			return s + "]}"
+		}
+		s += item
+	}
+}()
+
+func benchLoopback(b *testing.B, data string) {
+	payload := []byte(data)
+	raw := json.RawMessage(data)
 	b.Run("impl=rawgws/inflight=1", func(b *testing.B) {
 		ws, rc := startRawEcho(b)
 		ch := make(chan struct{}, 1)

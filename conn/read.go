@@ -61,6 +61,10 @@ func (noSession) Range(func(string, any) bool) {}
 func newNoSession() gws.SessionStorage         { return noSession{} }
 
 func (c *Conn) onMessage(m *gws.Message) {
+	// The Handler gets slices of m's buffer, valid only during its call
+	// (Handler's contract): give the buffer back to gws's pool afterwards,
+	// or every message costs a fresh one (8 KiB for a 4 KiB frame).
+	defer m.Close()
 	if m.Opcode != gws.OpcodeText {
 		c.callBadInput(ErrBinaryFrame)
 		return
