@@ -19,11 +19,8 @@ const (
 // skipWS returns the index of the first non-whitespace byte at or after i
 // (len(b) if none).
 func skipWS(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
+	for ; i < len(b); i++ {
+		if c := b[i]; c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
 			return i
 		}
 	}
@@ -208,11 +205,23 @@ func skipValue(b []byte, i, depth int) (int, status) {
 		case '"':
 			i, st = scanString(b, i)
 		case 't':
-			i, st = literal(b, i, "true")
+			if len(b)-i >= 4 && binary.LittleEndian.Uint32(b[i:]) == litTrue {
+				i += 4
+			} else {
+				i, st = literal(b, i, "true")
+			}
 		case 'f':
-			i, st = literal(b, i, "false")
+			if len(b)-i >= 5 && binary.LittleEndian.Uint32(b[i:]) == litFals && b[i+4] == 'e' {
+				i += 5
+			} else {
+				i, st = literal(b, i, "false")
+			}
 		case 'n':
-			i, st = literal(b, i, "null")
+			if len(b)-i >= 4 && binary.LittleEndian.Uint32(b[i:]) == litNull {
+				i += 4
+			} else {
+				i, st = literal(b, i, "null")
+			}
 		default:
 			if c == '-' || isDigit(c) {
 				i, st = scanNumber(b, i)
@@ -296,6 +305,16 @@ func objectKey(b []byte, i int) (int, status) {
 	return i + 1, stOK
 }
 
+// The literals' first four bytes as little-endian words: one compare
+// instead of a string comparison per literal.
+const (
+	litTrue = 't' | 'r'<<8 | 'u'<<16 | 'e'<<24
+	litFals = 'f' | 'a'<<8 | 'l'<<16 | 's'<<24
+	litNull = 'n' | 'u'<<8 | 'l'<<16 | 'l'<<24
+)
+
+// literal checks the literal lit at b[i]; the error path of the word
+// compares in skipValue.
 func literal(b []byte, i int, lit string) (int, status) {
 	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
 		for k := 0; k < len(lit) && i < len(b) && b[i] == lit[k]; k++ {
