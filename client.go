@@ -269,7 +269,10 @@ func (cl *Client) Err() error {
 // [ErrShutdown] and the connection is aborted (a server that does not read
 // no longer holds it for the write timeout). It returns when every
 // goroutine of the client has finished: nil, or an error matching ctx's if
-// ctx ended first.
+// ctx ended first. It returns by ctx's deadline even when a request handler
+// ignores its (canceled) ctx or a hook blocks: that code is then left
+// running, and the client's last goroutine ends when it returns; Close waits
+// for it.
 func (cl *Client) Shutdown(ctx context.Context) error {
 	cl.mu.Lock()
 	cl.closing = true
@@ -295,9 +298,12 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 	if err != nil {
 		cl.abortCurrent(ErrShutdown, "client shutting down")
 	}
-	cl.wg.Wait()
-	cl.sh.pool.Close()
-	return public(err)
+	// Handlers and hooks still running are user code: waited for while
+	// ctx lasts (server.go).
+	return public(waitOrLeave(ctx, err, false, func() {
+		cl.wg.Wait()
+		cl.sh.pool.Close()
+	}))
 }
 
 // Close closes the connection at once (pending requests fail with

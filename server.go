@@ -359,29 +359,37 @@ func (s *Server) Conns() []*Conn {
 // [WithWriteTimeout]). It returns when every connection, handler and
 // goroutine of the server has finished: nil, or an error matching ctx's
 // (context.DeadlineExceeded or context.Canceled) if ctx ended first.
-// Request handlers must return when their ctx ends (a handler that does not
-// holds Shutdown). Do not call Shutdown or Close from a request handler,
+// Shutdown returns by ctx's deadline even when user code does not: request
+// handlers that ignore their (canceled) ctx, hooks or presence watchers that
+// block are then left running, and the server's last goroutine ends when
+// they return. Close waits for them. Do not call Shutdown or Close from a request handler,
 // hook or callback of this server (it would wait for itself): start it on a
 // goroutine of its own. A second call waits for the first and returns its
 // result.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutOnce.Do(func() { s.shutErr = public(s.shutdown(ctx)) })
+	return s.shutdownOnce(ctx, false)
+}
+
+func (s *Server) shutdownOnce(ctx context.Context, wait bool) error {
+	s.shutOnce.Do(func() { s.shutErr = public(s.shutdown(ctx, wait)) })
 	return s.shutErr
 }
 
 // Close is Shutdown without a grace period: requests in flight are cut
-// off, and connections are closed without waiting on their peers.
+// off, and connections are closed without waiting on their peers. It
+// returns when every goroutine of the server has finished, which includes
+// waiting for request handlers (their ctx is canceled) to return.
 func (s *Server) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := s.Shutdown(ctx)
+	err := s.shutdownOnce(ctx, true)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
 }
 
-func (s *Server) shutdown(ctx context.Context) error {
+func (s *Server) shutdown(ctx context.Context, wait bool) error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
@@ -437,9 +445,41 @@ func (s *Server) shutdown(ctx context.Context) error {
 		s.beating = false
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
-	s.sh.rooms.wait() // rooms.go: the presence events of the closed connections
-	s.sh.pool.Close()
+	// What is left is user code: handlers still running (their ctx is
+	// canceled), hooks and presence watchers. Shutdown waits for it until
+	// ctx ends; Close (ctx canceled from the start) waits for it always.
+	return waitOrLeave(ctx, err, wait, func() {
+		s.wg.Wait()
+		s.sh.rooms.wait() // rooms.go: the presence events of the closed connections
+		s.sh.pool.Close()
+	})
+}
+
+// waitOrLeave runs finish, which waits for user code to return, and waits
+// for it while ctx lasts (always when wait is set); when ctx ends first,
+// finish is left to complete on its own goroutine and ctx's error is
+// returned. err is an earlier error, which wins.
+func waitOrLeave(ctx context.Context, err error, wait bool, finish func()) error {
+	if wait {
+		finish()
+		return err
+	}
+	done := make(chan struct{})
+	go func() { // ends when the user code it waits for returns
+		defer close(done)
+		finish()
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done: // both ready: the work is done, report what happened before
+		default:
+			if err == nil {
+				err = ctx.Err()
+			}
+		}
+	}
 	return err
 }
 

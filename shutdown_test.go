@@ -194,3 +194,91 @@ func TestClientShutdownAndCloseStalledServer(t *testing.T) {
 		})
 	}
 }
+
+// Shutdown returns by its ctx even when user code does not end: a request
+// handler that ignores its canceled ctx, or a presence watcher that blocks.
+// The code is left running; the last goroutine ends once it returns.
+func TestShutdownReturnsByCtxWhileUserCodeRuns(t *testing.T) {
+	for _, stuck := range []string{"handler", "presence watcher", "client handler"} {
+		t.Run(stuck, func(t *testing.T) {
+			release := make(chan struct{})
+			started := make(chan struct{}, 1)
+			block := func() {
+				started <- struct{}{}
+				<-release // ignores every ctx
+			}
+			handler := wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+				block()
+				return "late", nil
+			})
+			var srvOpts, clOpts []wsactor.Option
+			switch stuck {
+			case "handler":
+				srvOpts = append(srvOpts, handler)
+			case "client handler":
+				clOpts = append(clOpts, handler)
+			}
+			conns := make(chan *wsactor.Conn, 1)
+			srvOpts = append(srvOpts, wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }))
+			srv, err := wsactor.NewServer(srvOpts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, url := serve(t, srv)
+			if stuck == "presence watcher" {
+				stop := srv.WatchPresence(func(wsactor.Presence) { block() })
+				defer stop()
+			}
+			cl, err := wsactor.Dial(ctxWait(t), url, clOpts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := recv(t, conns, "server conn")
+			outcome := make(chan error, 1)
+			switch stuck {
+			case "handler":
+				go func() { _, err := cl.Request(context.Background(), "x"); outcome <- err }()
+			case "client handler":
+				go func() { _, err := sc.Request(context.Background(), "x"); outcome <- err }()
+			case "presence watcher":
+				if err := sc.Join("room"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			recv(t, started, stuck)
+
+			shutCtx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			returned := make(chan error, 1)
+			begin := time.Now()
+			go func() {
+				if stuck == "client handler" {
+					returned <- cl.Shutdown(shutCtx)
+				} else {
+					returned <- srv.Shutdown(shutCtx)
+				}
+			}()
+			select {
+			case err := <-returned:
+				took := time.Since(begin)
+				t.Logf("Shutdown returned after %v: %v", took, err)
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Shutdown = %v, want DeadlineExceeded", err)
+				}
+				close(release)
+			case <-time.After(wait): // far beyond the 200ms ctx, yet no slow machine reaches it
+				t.Errorf("Shutdown still running %v after its 200ms ctx ended: it waits for the %s", wait, stuck)
+				close(release)
+				<-returned
+			}
+			if stuck != "presence watcher" {
+				// Exactly once: the request ended with the shutdown.
+				if err := recv(t, outcome, "request outcome"); err == nil {
+					t.Errorf("the request got a reply after Shutdown")
+				}
+			}
+			_ = cl.Close()
+			_ = srv.Close()
+		})
+	}
+}
