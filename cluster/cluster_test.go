@@ -1057,3 +1057,50 @@ func TestOldIncarnationByeKeepsReplacement(t *testing.T) {
 		t.Fatalf("request to the replacement: %v", err)
 	}
 }
+
+// A reply under the WebSocket message limit but over the NATS server's
+// max_payload cannot cross nodes: the asker gets ErrTooLarge at once, by key
+// and in a room ask, instead of waiting for its timeout.
+func TestReplyOverNATSMaxPayload(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(wait) {
+		t.Fatal("NATS server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	a, b := startNode(t, "a", ns.ClientURL()), startNode(t, "b", ns.ClientURL())
+	a.waitPeer("b")
+	big := strings.Repeat("x", 32<<10) // under the 64 KiB message size, over the 16 KiB max_payload
+	c := b.dial(t, func(context.Context, *wsactor.Conn, wsactor.Request) (any, error) { return big, nil })
+	if err := c.sc.Bind("big"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.sc.Join("room"); err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, a, b)
+	// A deadline far beyond the answer: an asker left to it fails the test.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	begin := time.Now()
+	_, err = a.n.RequestKey(ctx, "big", "q")
+	if !errors.Is(err, wsactor.ErrTooLarge) {
+		t.Fatalf("RequestKey: %v, want ErrTooLarge", err)
+	}
+	t.Logf("by key after %v: %v", time.Since(begin), err)
+	var outcomes []error
+	sum, err := a.n.RequestRoom(ctx, "room", "q", nil, func(r cluster.MemberReply) { outcomes = append(outcomes, r.Err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outcomes) != 1 || !errors.Is(outcomes[0], wsactor.ErrTooLarge) || sum.Asked != 1 {
+		t.Fatalf("room ask: summary %+v, outcomes %v; want one ErrTooLarge", sum, outcomes)
+	}
+	// The node still serves.
+	if _, err := a.n.RequestKey(ctx, "nobody", "q"); !errors.Is(err, wsactor.ErrNoConn) {
+		t.Fatalf("RequestKey(nobody): %v", err)
+	}
+}

@@ -239,7 +239,7 @@ func (n *Node) onKeyRequest(key string, m *nats.Msg) {
 			putErr(r.Header, err)
 			r.Data = nil
 		}
-		_ = m.RespondMsg(r)
+		n.sendOrTooLarge(m.RespondMsg, r)
 	}
 	h := n.srv.Holders(key)
 	if len(h) == 0 {
@@ -635,7 +635,7 @@ func (n *Node) answerAsk(m *nats.Msg) {
 				putErr(om.Header, r.Err)
 				om.Data = nil
 			}
-			_ = n.nc.PublishMsg(om)
+			n.sendOrTooLarge(n.nc.PublishMsg, om)
 		})
 		_ = n.nc.PublishMsg(n.msg(reply, opDone, nil))
 	}()
@@ -653,4 +653,20 @@ func checkName(name string) error {
 		return wsactor.ErrNameTooLong
 	}
 	return nil
+}
+
+// sendOrTooLarge sends an outcome. One that NATS refuses for its size (a
+// reply under the WebSocket message limit can be over the NATS server's
+// max_payload) becomes an ErrTooLarge outcome, sent instead: the asker gets
+// an answer now rather than its timeout.
+func (n *Node) sendOrTooLarge(send func(*nats.Msg) error, m *nats.Msg) {
+	err := send(m)
+	if !errors.Is(err, nats.ErrMaxPayload) {
+		return // sent, or NATS is unusable: the asker's probe or deadline ends it
+	}
+	size := len(m.Data)
+	m.Data = nil
+	putErr(m.Header, wsactor.ErrTooLarge) // the kind; the message says why
+	m.Header.Set(hMsg, fmt.Sprintf("a reply of %d bytes is over the NATS server's max payload of %d bytes", size, n.nc.MaxPayload()))
+	_ = send(m)
 }
