@@ -300,10 +300,20 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 	}
 	// Handlers and hooks still running are user code: waited for while
 	// ctx lasts (server.go).
-	return public(waitOrLeave(ctx, err, false, func() {
+	err = waitOrLeave(ctx, err, false, func() {
 		cl.wg.Wait()
 		cl.sh.pool.Close()
-	}))
+	})
+	if err != nil {
+		// Left before the read goroutine ended (it may be in a hook): the
+		// client has ended all the same.
+		cl.mu.Lock()
+		if cl.err == nil {
+			cl.closed, cl.err = true, ErrClosed
+		}
+		cl.mu.Unlock()
+	}
+	return public(err)
 }
 
 // Close closes the connection at once (pending requests fail with
@@ -340,11 +350,8 @@ func (cl *Client) abortCurrent(cause error, reason string) {
 // Stats returns a snapshot of the client's counters.
 func (cl *Client) Stats() Stats {
 	n := 0
-	var held int64
 	if c, _ := cl.current(); c != nil {
-		n, held = 1, c.a.InboundBytes()
+		n = 1
 	}
-	st := snapshot(&cl.stats, cl.sh.cfg.Stats(), cl.sh.pool, n)
-	st.InboundBytes = held
-	return st
+	return snapshot(&cl.stats, cl.sh.cfg.Stats(), cl.sh.pool, n)
 }

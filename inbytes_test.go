@@ -194,3 +194,72 @@ func settledHeap(m *runtime.MemStats) {
 	runtime.GC()
 	runtime.ReadMemStats(m)
 }
+
+// Stats().InboundBytes is a gauge kept as envelopes are counted and
+// released (no walk over the connections under the server's lock): it
+// follows requests in progress and comes back to exactly 0 when
+// connections drop mid-request, with their handlers still running, and
+// those handlers then return.
+func TestInboundBytesGaugeBalances(t *testing.T) {
+	const clients, per = 8, 4
+	release := make(chan struct{})
+	started := make(chan struct{}, clients*per)
+	returned := make(chan struct{}, clients*per)
+	srv, url := startServer(t, wsactor.WithRequestHandler(func(ctx context.Context, c *wsactor.Conn, req wsactor.Request) (any, error) {
+		started <- struct{}{}
+		<-release // past the connection's end too
+		returned <- struct{}{}
+		return "ok", nil
+	}))
+	var cls []*wsactor.Client
+	for range clients {
+		cl := dial(t, url)
+		cls = append(cls, cl)
+		for range per {
+			if err := cl.Go(context.Background(), strings.Repeat("x", 1000), func(wsactor.Response, error) {}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range clients * per {
+		recv(t, started, "handler")
+	}
+	if st := srv.Stats(); st.InboundBytes < clients*per*1000 {
+		t.Fatalf("%d bytes held with %d requests of 1000 bytes in progress", st.InboundBytes, clients*per)
+	}
+	for i, cl := range cls { // half drop their TCP connection, half close
+		if i%2 == 0 {
+			c, err := cl.Conn(ctxWait(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := dropTCP(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = cl.Close()
+	}
+	close(release)
+	for range clients * per {
+		recv(t, returned, "handler return")
+	}
+	// Each handler's bytes are released just after it returns, on its
+	// worker: poll for that moment, failing if the gauge never gets there.
+	deadline := time.After(wait)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := srv.Stats()
+		if st.InboundBytes < 0 {
+			t.Fatalf("the gauge went below zero: %d", st.InboundBytes)
+		}
+		if st.InboundBytes == 0 && st.Conns == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("every handler returned, yet %d bytes are still counted (%d connections)", st.InboundBytes, st.Conns)
+		}
+	}
+}

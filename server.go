@@ -543,6 +543,7 @@ func snapshot(st *counters, as *actor.Stats, pool *actor.Pool, open int) Stats {
 		CancelsReceived:   as.CancelsReceived.Load(),
 		DuplicateRequests: as.DuplicateRequests.Load(),
 		InProgress:        as.Inbound.Load(),
+		InboundBytes:      as.InboundBytes.Load(),
 		RepliesNotSent:    as.RepliesNotSent.Load(),
 		MessagesIn:        st.messagesIn.Load(),
 		MessagesOut:       st.messagesOut.Load(),
@@ -569,14 +570,6 @@ func snapshot(st *counters, as *actor.Stats, pool *actor.Pool, open int) Stats {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n := s.openLocked()
-	var held int64
-	for _, shard := range s.conns {
-		for c := range shard {
-			held += c.a.InboundBytes()
-		}
-	}
 	s.mu.Unlock()
-	st := snapshot(&s.stats, s.sh.cfg.Stats(), s.sh.pool, n)
-	st.InboundBytes = held
-	return st
+	return snapshot(&s.stats, s.sh.cfg.Stats(), s.sh.pool, n)
 }

@@ -454,6 +454,7 @@ func (a *Actor) Deliver(env envelope.Envelope) error {
 	held = m.held()
 	f := a.flow.Load() // made by admit
 	f.bytes.Add(held)
+	a.stats().InboundBytes.Add(held)
 	if err := a.mb.PostWait(context.Background(), m); err != nil {
 		if req {
 			a.release(held)
@@ -538,6 +539,7 @@ func (a *Actor) release(n int64) {
 	f := a.flow.Load() // made by the Deliver of the request released
 	f.admitted.Add(-1)
 	f.bytes.Add(-n)
+	a.stats().InboundBytes.Add(-n)
 	f.wakeRoom()
 }
 
@@ -546,6 +548,7 @@ func (a *Actor) release(n int64) {
 func (a *Actor) releaseBytes(n int64) {
 	f := a.flow.Load() // made by the Deliver of the envelope released
 	f.bytes.Add(-n)
+	a.stats().InboundBytes.Add(-n)
 	f.wakeRoom()
 }
 
@@ -1001,7 +1004,11 @@ func (a *Actor) startRequest(d *delivery) bool {
 func (a *Actor) runTask(t *task) {
 	// Results are bounded by maxInbound, so the system lane is fine: the
 	// reply must not be refused for lack of room.
-	_ = a.mb.PostSystem(a.callHandler(t))
+	if err := a.mb.PostSystem(a.callHandler(t)); err != nil {
+		// The actor stopped while the handler ran: no loop will handle
+		// the result, which releases what the request counted.
+		a.release(t.held())
+	}
 	t.cancel()
 }
 

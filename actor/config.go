@@ -69,6 +69,7 @@ type Stats struct {
 	CancelsReceived   atomic.Int64
 	DuplicateRequests atomic.Int64
 	Inbound           atomic.Int64 // gauge: peer requests being handled
+	InboundBytes      atomic.Int64 // gauge: bytes of the peer's envelopes held (Actor.InboundBytes, summed)
 
 	Restarts atomic.Int64
 	Stopped  atomic.Int64 // actors that stopped
