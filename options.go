@@ -135,10 +135,11 @@ type options struct {
 	observer     Observer // observe.go
 
 	// server
-	pingInterval time.Duration
-	origins      []string
-	authenticate func(*http.Request) (any, error)
-	maxConns     int
+	pingInterval    time.Duration
+	origins         []string
+	authenticate    func(*http.Request) (any, error)
+	maxConns        int
+	presenceBacklog int
 
 	// client
 	header          http.Header
@@ -162,6 +163,7 @@ func defaultOptions() options {
 		writeTimeout:    10 * time.Second,
 		frameTimeout:    conn.DefaultFrameTimeout,
 		maxConns:        DefaultMaxConnections,
+		presenceBacklog: DefaultPresenceBacklog,
 		workers:         max(256, 64*runtime.GOMAXPROCS(0)),
 		queue:           65536,
 		restartMax:      5,
@@ -209,6 +211,7 @@ func buildOptions(want scope, opts []Option) (options, error) {
 	check(o.writeTimeout > 0, "write timeout %v, want > 0", o.writeTimeout)
 	check(o.frameTimeout > 0, "frame timeout %v, want > 0", o.frameTimeout)
 	check(o.maxConns >= 0, "max connections %d, want >= 0 (0: no limit)", o.maxConns)
+	check(o.presenceBacklog >= 0, "presence backlog %d, want >= 0 (0: no limit)", o.presenceBacklog)
 	check(o.workers >= 1 && o.queue >= 0, "handler pool of %d workers and queue %d", o.workers, o.queue)
 	check(o.restartMax >= 0 && o.restartWithin > 0, "restart intensity %d within %v", o.restartMax, o.restartWithin)
 	check(o.pingInterval >= 0, "ping interval %v, want >= 0", o.pingInterval)
@@ -466,6 +469,8 @@ const (
 	DefaultMaxOutboundBytes = conn.DefaultMaxOutboundBytes
 	// DefaultMaxInboundBytes is the default of [WithMaxInboundBytes].
 	DefaultMaxInboundBytes = actor.DefaultMaxInboundBytes
+	// DefaultPresenceBacklog is the default of [WithPresenceBacklog].
+	DefaultPresenceBacklog = 65536
 )
 
 // WithMaxConnections caps the server's open connections (upgrades in
@@ -480,6 +485,19 @@ const (
 // limit) for more.
 func WithMaxConnections(n int) Option {
 	return Option{"WithMaxConnections", serverOnly, func(o *options) { o.maxConns = n }}
+}
+
+// WithPresenceBacklog bounds the presence events ([Server.WatchPresence])
+// waiting for slow watchers: while n are queued, [Conn.Join] and [Conn.Bind]
+// fail with [ErrPresenceBacklog] and change nothing (leaves, unbinds and
+// disconnects are still queued, so the queue holds at most n plus the
+// memberships that exist). Each queued event holds its connection, so
+// without a bound a watcher that falls behind a flood of joins (peers
+// asking to switch rooms) would let memory grow without end. 0 means no
+// bound. Default 65,536 ([DefaultPresenceBacklog]): a few MiB, and seconds
+// of churn for a watcher that keeps up at all. No effect without watchers.
+func WithPresenceBacklog(n int) Option {
+	return Option{"WithPresenceBacklog", serverOnly, func(o *options) { o.presenceBacklog = n }}
 }
 
 // WithHandlerPool sets the pool that runs request handlers (shared by all

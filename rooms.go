@@ -24,7 +24,8 @@ import (
 // Bind or Unbind that caused its event; watchers see every change in order,
 // one event at a time; and a watcher may itself call Join or Leave (its
 // event is queued and delivered after it returns). The server's Shutdown
-// waits for that goroutine.
+// waits for that goroutine while its ctx lasts. Events wait in an in-memory
+// queue bounded by [WithPresenceBacklog].
 
 var (
 	// ErrServerOnly: rooms and keys belong to a [Server]'s connections; a
@@ -37,6 +38,10 @@ var (
 	// ErrNoConn: no live connection holds the key ([Server.RequestKey],
 	// [Server.SendKey]); nothing was sent.
 	ErrNoConn = errors.New("wsactor: no connection holds the key")
+	// ErrPresenceBacklog: a Join or Bind was refused because the presence
+	// watchers ([Server.WatchPresence]) are [WithPresenceBacklog] events
+	// behind; nothing changed. Leaves and unbinds are never refused.
+	ErrPresenceBacklog = errors.New("wsactor: presence watchers too far behind")
 )
 
 // MaxNameLen is the longest room or key name, in bytes: names are kept per
@@ -107,6 +112,15 @@ type registry struct {
 	queued     uint64        // events queued so far
 	delivered  uint64        // events delivered so far
 	step       chan struct{} // closed at the next delivery, while FlushPresence waits
+	backlog    int           // WithPresenceBacklog: queued events beyond which joins and binds are refused (0: no bound)
+}
+
+// behindLocked reports whether a join or bind must be refused: watchers
+// exist and that many events wait for them. Only additions are refused, so
+// the queue holds at most the backlog plus the removals of memberships that
+// exist (each leave or unbind undoes one).
+func (r *registry) behindLocked() bool {
+	return r.backlog > 0 && len(r.watchers) > 0 && len(r.events) >= r.backlog
 }
 
 type membership struct {
@@ -116,8 +130,9 @@ type membership struct {
 
 type watcher struct{ fn func(Presence) }
 
-func newRegistry() *registry {
+func newRegistry(backlog int) *registry {
 	return &registry{
+		backlog: backlog,
 		rooms:  make(map[string]map[*Conn]struct{}),
 		keys:   make(map[string][]*Conn),
 		byConn: make(map[*Conn]*membership),
@@ -136,7 +151,8 @@ func (c *Conn) reg() (*registry, error) {
 // A connection may be in any number of rooms; it leaves all of them when it
 // closes. Join on a closed connection returns [ErrClosed], on a client's
 // connection [ErrServerOnly]; a name that is empty or over [MaxNameLen]
-// bytes, [ErrEmptyName] or [ErrNameTooLong].
+// bytes, [ErrEmptyName] or [ErrNameTooLong]; while presence watchers are
+// [WithPresenceBacklog] events behind, [ErrPresenceBacklog].
 func (c *Conn) Join(room string) error {
 	r, err := c.reg()
 	if err != nil {
@@ -157,6 +173,10 @@ func (c *Conn) Join(room string) error {
 	if _, ok := members[c]; ok {
 		r.mu.Unlock()
 		return nil
+	}
+	if r.behindLocked() {
+		r.mu.Unlock()
+		return ErrPresenceBacklog
 	}
 	if members == nil {
 		members = make(map[*Conn]struct{}, 1)
@@ -208,7 +228,8 @@ func (c *Conn) Rooms() []string {
 // holding the *Conn. Several connections may hold one key (a user's tabs):
 // SendKey reaches all of them, RequestKey asks the one that bound it last.
 // The key is released when the connection closes. Bind on a closed
-// connection returns [ErrClosed]; names are checked as by [Conn.Join].
+// connection returns [ErrClosed]; names are checked, and a presence backlog
+// refused, as by [Conn.Join].
 func (c *Conn) Bind(key string) error {
 	r, err := c.reg()
 	if err != nil {
@@ -226,6 +247,10 @@ func (c *Conn) Bind(key string) error {
 	if slices.Contains(holders, c) {
 		r.mu.Unlock()
 		return nil
+	}
+	if r.behindLocked() {
+		r.mu.Unlock()
+		return ErrPresenceBacklog
 	}
 	holders = append(holders, c)
 	r.keys[key] = holders

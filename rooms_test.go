@@ -683,3 +683,68 @@ func TestFlushPresence(t *testing.T) {
 		t.Fatalf("%d events delivered after FlushPresence, want 2", n)
 	}
 }
+
+// Presence events wait for slow watchers in a bounded queue: while
+// WithPresenceBacklog events are queued, Join and Bind fail with
+// ErrPresenceBacklog and change nothing; leaves are still queued; once the
+// watcher catches up it has seen every change that was made, in order, and
+// joins work again.
+func TestPresenceBacklogBounded(t *testing.T) {
+	const backlog = 8
+	srv, url, conns := roomServer(t, wsactor.WithPresenceBacklog(backlog))
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var seen []string
+	stop := srv.WatchPresence(func(p wsactor.Presence) {
+		<-release // a watcher that fell behind
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%v %s", p.Kind, p.Name))
+		mu.Unlock()
+	})
+	defer stop()
+	m := join(t, url, conns, nil)
+	var want []string
+	refused := 0
+	for i := range 3 * backlog {
+		room := fmt.Sprintf("r%d", i)
+		switch err := m.sc.Join(room); {
+		case err == nil:
+			want = append(want, fmt.Sprintf("%v %s", wsactor.Joined, room))
+		case errors.Is(err, wsactor.ErrPresenceBacklog):
+			refused++
+			if slices.Contains(m.sc.Rooms(), room) {
+				t.Fatalf("refused join of %s changed the rooms: %v", room, m.sc.Rooms())
+			}
+		default:
+			t.Fatalf("Join(%s): %v", room, err)
+		}
+	}
+	// The first event is with the watcher, backlog more wait: the rest
+	// are refused.
+	if joined := len(want); joined > backlog+1 || refused == 0 {
+		t.Fatalf("%d joins succeeded, %d refused, backlog %d", joined, refused, backlog)
+	}
+	if err := m.sc.Bind("user:1"); !errors.Is(err, wsactor.ErrPresenceBacklog) {
+		t.Fatalf("Bind while behind: %v, want ErrPresenceBacklog", err)
+	}
+	if got := srv.Holders("user:1"); len(got) != 0 {
+		t.Fatalf("refused Bind: %d holders", len(got))
+	}
+	if !m.sc.Leave("r0") { // leaves are never refused
+		t.Fatal("Leave(r0) while behind")
+	}
+	want = append(want, fmt.Sprintf("%v r0", wsactor.Left))
+	close(release)
+	if err := srv.FlushPresence(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := slices.Clone(seen)
+	mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Fatalf("watcher saw %v, want %v", got, want)
+	}
+	if err := m.sc.Join("after"); err != nil {
+		t.Fatalf("Join after the watcher caught up: %v", err)
+	}
+}

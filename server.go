@@ -64,7 +64,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	for i := range s.conns {
 		s.conns[i] = make(map[*Conn]struct{})
 	}
-	s.sh.rooms = newRegistry() // rooms.go
+	s.sh.rooms = newRegistry(o.presenceBacklog) // rooms.go
 	s.sh.gone = func(c *Conn) {
 		s.sh.rooms.drop(c) // rooms.go: leave every room, release every key
 		s.mu.Lock()
