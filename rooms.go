@@ -133,9 +133,9 @@ type watcher struct{ fn func(Presence) }
 func newRegistry(backlog int) *registry {
 	return &registry{
 		backlog: backlog,
-		rooms:  make(map[string]map[*Conn]struct{}),
-		keys:   make(map[string][]*Conn),
-		byConn: make(map[*Conn]*membership),
+		rooms:   make(map[string]map[*Conn]struct{}),
+		keys:    make(map[string][]*Conn),
+		byConn:  make(map[*Conn]*membership),
 	}
 }
 
