@@ -192,8 +192,11 @@ func newConn(sh *shared) *Conn {
 // as a lost connection.
 type transport struct{ *conn.Conn }
 
-func (t transport) Write(frame []byte) error {
-	err := t.Conn.Write(frame)
+func (t transport) Write(frame []byte) error { return lost(t.Conn.Write(frame)) }
+
+func (t transport) WriteAlone(frame []byte) error { return lost(t.Conn.WriteAlone(frame)) }
+
+func lost(err error) error {
 	if errors.Is(err, conn.ErrClosed) {
 		return fmt.Errorf("%w: %w", ErrConnLost, err)
 	}

@@ -736,7 +736,8 @@ func (a *Actor) register(c *call) {
 		err = ErrTooManyPending
 	}
 	if err == nil {
-		if werr := a.t.Write(*c.frame); werr != nil {
+		// Alone: no other request pending, the one-at-a-time pattern.
+		if werr := a.write(*c.frame, a.pending.len() == 0); werr != nil {
 			err = fmt.Errorf("actor: request not sent: %w", werr)
 		}
 	}
@@ -1071,7 +1072,7 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 		// Counted before the write: the peer may read the reply (and the
 		// caller look at Stats) before Write returns. Undone if it fails.
 		a.stats().Answered.Add(1)
-		werr := a.t.Write(*buf)
+		werr := a.write(*buf, a.inbound.len() == 0) // alone: no other request of the peer in progress
 		putFrame(buf)
 		if werr == nil {
 			a.observeTask(t, OutcomeReply)
@@ -1100,6 +1101,17 @@ func (a *Actor) result(t *task, data []byte, err error, quiet bool) {
 		return
 	}
 	a.replyError(t.id(), CodeError, err.Error())
+}
+
+// write writes frame with the transport; alone says that no other frame
+// of this actor's is expected soon ([AloneWriter]).
+func (a *Actor) write(frame []byte, alone bool) error {
+	if alone {
+		if w, ok := a.t.(AloneWriter); ok {
+			return w.WriteAlone(frame)
+		}
+	}
+	return a.t.Write(frame)
 }
 
 func (a *Actor) replyError(id []byte, code, message string) {

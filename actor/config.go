@@ -19,6 +19,15 @@ type Transport interface {
 	Close(code uint16, reason string) error
 }
 
+// AloneWriter is an optional interface of a [Transport]: WriteAlone is
+// Write for a frame the actor knows no other frame of its will soon follow
+// (a request while no other is pending, a reply while no other request is
+// in progress), so the transport may write it at once instead of waiting to
+// batch it with others. Same contract as Write.
+type AloneWriter interface {
+	WriteAlone(frame []byte) error
+}
+
 // Incoming is a request from the peer, as the handler sees it. Its slices
 // belong to the handler.
 type Incoming struct {

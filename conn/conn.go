@@ -323,7 +323,22 @@ func (c *Conn) Write(frame []byte) error {
 	if len(frame) > c.o.MaxMessageSize {
 		return ErrTooLarge
 	}
-	return c.enqueue(opText, frame, true)
+	return c.enqueue(opText, frame, true, false)
+}
+
+// WriteAlone is Write for a frame the caller expects no other to follow
+// soon (a request or reply when no other is in flight on the connection):
+// unless frames are queued or being written, it is written to the socket at
+// once by the calling goroutine, without waiting (what the socket does not
+// take goes to the flusher), however recent the previous write. Write
+// batches a frame that comes soon after another with those that may follow;
+// for one request at a time that would cost a flusher goroutine's wake-up
+// per frame.
+func (c *Conn) WriteAlone(frame []byte) error {
+	if len(frame) > c.o.MaxMessageSize {
+		return ErrTooLarge
+	}
+	return c.enqueue(opText, frame, true, true)
 }
 
 // Ping writes "primus::ping::<now in unix ms>", the server heartbeat. A
@@ -336,7 +351,7 @@ func (c *Conn) Ping(now time.Time) error {
 	if HBTraceEnabled {
 		traceHB(c, 'P', now.UnixMilli())
 	}
-	return c.enqueue(opText, b, true)
+	return c.enqueue(opText, b, true, false)
 }
 
 // Beat is one step of the server heartbeat for this connection, made once

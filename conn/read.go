@@ -32,7 +32,7 @@ func (events) OnClose(s *gws.Conn, err error) { owner(s).onClose(err) }
 // blocking the read loop). Like every read it counts as liveness.
 func (events) OnPing(s *gws.Conn, payload []byte) {
 	c := owner(s)
-	_ = c.enqueue(opPong, payload, true) // dropped when the queue is full
+	_ = c.enqueue(opPong, payload, true, false) // dropped when the queue is full
 }
 
 func (events) OnPong(*gws.Conn, []byte) {}
@@ -129,7 +129,7 @@ func (c *Conn) control(s string) bool {
 
 func (c *Conn) writeControl(s string) error {
 	var a [64]byte
-	return c.enqueue(opText, envelope.AppendControl(a[:0], s), true)
+	return c.enqueue(opText, envelope.AppendControl(a[:0], s), true, false)
 }
 
 // parseControl splits a control string exactly as Primus does:

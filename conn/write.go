@@ -135,7 +135,7 @@ func appendClose(dst []byte, code uint16, reason string, masked bool) []byte {
 
 // enqueue frames p into the pending buffer and makes sure a flusher runs.
 // limit applies MaxOutboundBytes.
-func (c *Conn) enqueue(op byte, p []byte, limit bool) error {
+func (c *Conn) enqueue(op byte, p []byte, limit, alone bool) error {
 	masked := c.role == Client
 	size := frameSize(len(p), masked)
 	c.mu.Lock()
@@ -148,7 +148,7 @@ func (c *Conn) enqueue(op byte, p []byte, limit bool) error {
 		return ErrWriteQueueFull
 	}
 	t := int64(time.Since(epoch))
-	quiet := t-c.lastEnqueue > int64(quietGap)
+	quiet := alone || t-c.lastEnqueue > int64(quietGap)
 	c.lastEnqueue = t
 	if quiet && !c.flushing && !c.final && len(c.pending) == 0 && c.nc.raw != nil && size <= chunkSize {
 		c.writeNow(op, p, masked, size) // unlocks c.mu
@@ -254,8 +254,13 @@ func (c *Conn) startFlusherLocked() {
 	}
 	c.flushing = true
 	c.flushers.Add(1)
+	flushersStarted.Add(1)
 	go c.flush()
 }
+
+// flushersStarted counts the flusher goroutines started, by every Conn of
+// the process (for tests: a goroutine start costs far more than the add).
+var flushersStarted atomic.Uint64
 
 func (c *Conn) dropPendingLocked() {
 	c.dropped += uint64(c.pendingFrames)
