@@ -46,7 +46,15 @@ func recv[T any](t testing.TB, ch <-chan T, what string) T {
 // one) and returns it; the test shuts it down.
 func startNATS(t testing.TB, port int) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	return startNATSWith(t, &server.Options{Port: port})
+}
+
+// startNATSWith is startNATS with more server options (Host, NoLog and
+// NoSigs are set here).
+func startNATSWith(t testing.TB, o *server.Options) *server.Server {
+	t.Helper()
+	o.Host, o.NoLog, o.NoSigs = "127.0.0.1", true, true
+	ns, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1062,15 +1070,7 @@ func TestOldIncarnationByeKeepsReplacement(t *testing.T) {
 // max_payload cannot cross nodes: the asker gets ErrTooLarge at once, by key
 // and in a room ask, instead of waiting for its timeout.
 func TestReplyOverNATSMaxPayload(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 16 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(wait) {
-		t.Fatal("NATS server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := startNATSWith(t, &server.Options{Port: -1, MaxPayload: 16 << 10})
 	a, b := startNode(t, "a", ns.ClientURL()), startNode(t, "b", ns.ClientURL())
 	a.waitPeer("b")
 	big := strings.Repeat("x", 32<<10) // under the 64 KiB message size, over the 16 KiB max_payload
@@ -1086,7 +1086,7 @@ func TestReplyOverNATSMaxPayload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	begin := time.Now()
-	_, err = a.n.RequestKey(ctx, "big", "q")
+	_, err := a.n.RequestKey(ctx, "big", "q")
 	if !errors.Is(err, wsactor.ErrTooLarge) {
 		t.Fatalf("RequestKey: %v, want ErrTooLarge", err)
 	}
