@@ -61,11 +61,19 @@ func (noSession) Range(func(string, any) bool) {}
 func newNoSession() gws.SessionStorage         { return noSession{} }
 
 func (c *Conn) onMessage(m *gws.Message) {
+	if d := c.nc.dfl; d != nil {
+		c.onMessageDeflate(d, m) // permessage-deflate (deflate.go)
+		return
+	}
 	if m.Opcode != gws.OpcodeText {
 		c.callBadInput(ErrBinaryFrame)
 		return
 	}
-	b := m.Bytes()
+	c.onText(m.Bytes())
+}
+
+// onText decodes and dispatches a text message.
+func (c *Conn) onText(b []byte) {
 	env, err := envelope.Decode(b)
 	if err != nil {
 		c.callBadInput(err)
