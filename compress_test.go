@@ -27,9 +27,14 @@ func bigJSON(n, i int) string {
 	return string(s)
 }
 
+// countListener counts the bytes its connections read and write, in
+// total and per connection (by the peer's address). A counted connection
+// is not a syscall.Conn, so a Conn writes it through Write: every byte is
+// seen.
 type countListener struct {
 	net.Listener
-	in atomic.Int64
+	in, out atomic.Int64
+	conns   sync.Map // remote address → *countConn
 }
 
 func (l *countListener) Accept() (net.Conn, error) {
@@ -37,23 +42,44 @@ func (l *countListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countConn{c, l}, nil
+	cc := &countConn{Conn: c, l: l}
+	l.conns.Store(c.RemoteAddr().String(), cc)
+	return cc, nil
+}
+
+// conn returns the counters of the connection from addr.
+func (l *countListener) conn(t testing.TB, addr net.Addr) *countConn {
+	t.Helper()
+	v, ok := l.conns.Load(addr.String())
+	if !ok {
+		t.Fatalf("no counted connection from %v", addr)
+	}
+	return v.(*countConn)
 }
 
 type countConn struct {
 	net.Conn
-	l *countListener
+	l       *countListener
+	in, out atomic.Int64
 }
 
 func (c *countConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
+	c.in.Add(int64(n))
 	c.l.in.Add(int64(n))
+	return n, err
+}
+
+func (c *countConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.out.Add(int64(n))
+	c.l.out.Add(int64(n))
 	return n, err
 }
 
 // A Go client and server with WithCompression: 200 concurrent requests of
 // 4 KiB, echoed, each complete exactly once with their own reply, the
-// client's bytes are compressed on the wire (counted on the server's
+// bytes are compressed on the wire both ways (counted on the server's
 // socket), and both sides report Compressed.
 func TestCompressionRequestsExactlyOnce(t *testing.T) {
 	conns := make(chan *wsactor.Conn, 1)
@@ -83,7 +109,7 @@ func TestCompressionRequestsExactlyOnce(t *testing.T) {
 		t.Fatalf("Compressed: server %v, client %v", sc.Compressed(), cc.Compressed())
 	}
 	const n, size = 200, 4096
-	base := cl.in.Load()
+	base, baseOut := cl.in.Load(), cl.out.Load()
 	var wg sync.WaitGroup
 	var outcomes atomic.Int32
 	errs := make(chan error, n)
@@ -108,11 +134,11 @@ func TestCompressionRequestsExactlyOnce(t *testing.T) {
 	if outcomes.Load() != n {
 		t.Fatalf("%d outcomes for %d requests", outcomes.Load(), n)
 	}
-	if read := cl.in.Load() - base; read > n*size/3 {
-		t.Fatalf("the server read %d bytes for %d requests of %d bytes: not compressed", read, n, size)
-	} else {
-		t.Logf("%d bytes on the wire for %d bytes of requests", read, n*size)
+	read, written := cl.in.Load()-base, cl.out.Load()-baseOut
+	if read > n*size/3 || written > n*size/3 {
+		t.Fatalf("the server read %d and wrote %d bytes for %d requests and replies of %d bytes: not compressed", read, written, n, size)
 	}
+	t.Logf("on the wire: %d bytes of requests, %d bytes of replies, for %d bytes each way", read, written, n*size)
 }
 
 // A broadcast to members with and without compression reaches them all,
