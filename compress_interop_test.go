@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wsactor/wsactor"
 )
@@ -46,6 +47,7 @@ func deflateEchoServer(t *testing.T, files map[string][]byte) (*httptest.Server,
 	t.Helper()
 	conns := make(chan *wsactor.Conn, 4)
 	srv, err := wsactor.NewServer(wsactor.WithCompression(wsactor.Compression{}),
+		wsactor.WithPingInterval(300*time.Millisecond), // heartbeats run on compressed connections too
 		wsactor.WithConnectHook(func(c *wsactor.Conn) { conns <- c }),
 		wsactor.WithRequestHandler(func(_ context.Context, _ *wsactor.Conn, req wsactor.Request) (any, error) {
 			return req.Data, nil
@@ -97,6 +99,7 @@ func askText(t *testing.T, sc *wsactor.Conn, n int, from string) {
 // Chromium (which offers permessage-deflate by default) and a wsactor
 // server with WithCompression: the page's 8 KB requests and the server's
 // replies, the server's 8 KB request and the page's answer, all intact,
+// heartbeats answered (the connection outlives several ping intervals),
 // and the browser's connection carried a fraction of those bytes in both
 // directions.
 func TestBrowserCompression(t *testing.T) {
@@ -120,8 +123,8 @@ func TestBrowserCompression(t *testing.T) {
 	ev := p.waitFrom(t, 0, "page result", func(e nodeEvent) bool { return e.name() == "page" })
 	var res struct {
 		Result struct {
-			Error                string
-			Sent, Matched, Asked int
+			Error                       string
+			Sent, Matched, Asked, Pings int
 		}
 		Console []string
 	}
@@ -130,7 +133,7 @@ func TestBrowserCompression(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := res.Result
-	if r.Error != "" || r.Sent != 20 || r.Matched != 20 || r.Asked != 1 {
+	if r.Error != "" || r.Sent != 20 || r.Matched != 20 || r.Asked != 1 || r.Pings < 2 {
 		t.Fatalf("page: %+v\nconsole: %v", r, res.Console)
 	}
 	if code := p.exitCode(t); code != 0 {
