@@ -148,6 +148,17 @@ func TestBrowserCompression(t *testing.T) {
 	}
 }
 
+type countReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
 // countingProxy forwards TCP connections to target, counting the bytes
 // each way. It returns its address.
 func countingProxy(t *testing.T, target string, up, down *atomic.Int64) string {
@@ -183,8 +194,9 @@ func countingProxy(t *testing.T, target string, up, down *atomic.Int64) string {
 			open = append(open, c, s)
 			mu.Unlock()
 			pipe := func(dst, src net.Conn, n *atomic.Int64) {
-				m, _ := io.Copy(dst, src)
-				n.Add(m)
+				// Counted as read, before it is passed on: what the
+				// other side has received is counted already.
+				_, _ = io.Copy(dst, countReader{src, n})
 				_ = dst.Close()
 				_ = src.Close()
 			}

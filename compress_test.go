@@ -2,16 +2,19 @@ package wsactor_test
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wsactor/wsactor"
 )
@@ -177,4 +180,38 @@ func TestCompressionOptionChecked(t *testing.T) {
 			t.Errorf("%+v: %v, want ErrInvalidOption", z, err)
 		}
 	}
+}
+
+// attackZipBomb (a TestHostile row, with WithCompression): a peer that
+// negotiated compression sends a compressed frame of a few KiB that
+// inflates to 1 MiB, twice the servers' WithMaxMessageSize: the server stops
+// inflating at the limit and closes with 1009 and ErrTooLarge.
+func attackZipBomb(e *hostileEnv) verdict {
+	p, resp := e.upgrade("", http.Header{"Sec-WebSocket-Extensions": {"permessage-deflate; client_max_window_bits"}})
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		e.t.Fatalf("upgrade: %s", resp.Status)
+	}
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(ext, "permessage-deflate") {
+		e.t.Fatalf("compression not negotiated: %q", ext)
+	}
+	sc := e.nextConn()
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed) // (BestCompression takes seconds under -race)
+	_, _ = w.Write(make([]byte, 2*hostileMaxMessage))
+	_ = w.Flush()
+	f := wsFrame(true, opText, bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff}))
+	f[0] |= 0x40 // RSV1: compressed
+	start := time.Now()
+	_ = p.write(f)
+	code := p.closed(e.t)
+	dropped := time.Since(start)
+	if code != 1009 {
+		e.t.Fatalf("close code %d, want 1009", code)
+	}
+	recv(e.t, sc.Done(), "server conn closed")
+	if !errors.Is(sc.Err(), wsactor.ErrTooLarge) {
+		e.t.Fatalf("the server conn ended with %v, want ErrTooLarge", sc.Err())
+	}
+	e.waitHook(wsactor.ErrTooLarge, 1)
+	return verdict{outcome: "close 1009", dropped: dropped}
 }

@@ -600,14 +600,17 @@ func (c *Conn) onMessageDeflate(d *deflateState, m *gws.Message) {
 	putInflateBuf(bp)
 }
 
-// failDeflate closes the connection for a compressed message it cannot
-// take: OnClose reports cause (and OnBadInput too for ErrTooLarge), the
-// peer gets a close frame with code, and the messages the peer sends until
-// it answers are dropped.
+// failDeflate fails the connection for a compressed message it cannot
+// take (RFC 6455 §7.1.7): OnClose reports cause (and OnBadInput too for
+// ErrTooLarge), the peer gets a close frame with code, and the socket is
+// closed without waiting for the peer's answer (at most AbortGrace for
+// the close frame to go out), as gws does for a frame over the limit. What
+// the peer sends meanwhile is dropped.
 func (c *Conn) failDeflate(d *deflateState, code uint16, cause error) {
 	d.failed = true
 	c.mu.Lock()
 	c.setCauseLocked(cause)
 	c.mu.Unlock()
 	_ = c.closeWith(code, "", false)
+	_ = c.Abort()
 }

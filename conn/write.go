@@ -380,7 +380,7 @@ type netConn struct {
 	dfl   *deflateState // permessage-deflate offered or on (deflate.go); set before sharing
 
 	wmu       sync.Mutex
-	state     atomic.Uint32 // stClosed | stAborted | stHalfClosed (beside wmu: one word for both)
+	state     atomic.Uint32 // stClosed | stAborted | stHalfClosed (packed with wmu and the bools: 8 bytes less)
 	closeSent bool
 	framed    bool // the handshake is done; set before the Conn is shared
 	werr      error
