@@ -23,8 +23,8 @@ const (
 // that does not accept it) gets plain frames ([Conn.Compressed] says
 // which). Off by default: compressing costs CPU on both sides, and on the
 // usual small messages of a request-response protocol it gains nothing.
-// Browsers offer it by default, and so does a Node Primus client whose
-// server enables it.
+// Browsers offer it by default, and so do Node Primus clients (their ws
+// offers it by default).
 //
 // Messages of at least c.Threshold bytes are compressed when that makes
 // them smaller; heartbeats and other control messages never are. A
