@@ -19,9 +19,9 @@ import (
 //
 // gws is left with its own compression off: it negotiates nothing and
 // refuses every frame with an RSV bit (close 1002). We negotiate ourselves
-// (the server answers through a second gws upgrader whose response carries
-// the extension header; the client adds the offer to its request and
-// reads the answer), compress in Write (RSV1 set by us: our write path
+// (the server adds its answer to gws's handshake response as it is
+// written, netConn.writeAnswer; the client adds the offer to its request
+// and reads the answer), compress in Write (RSV1 set by us: our write path
 // frames messages itself) and inflate in onMessage.
 //
 // To get a compressed message past gws, netConn.Read, which sees every
@@ -62,12 +62,13 @@ import (
 // small messages that repeat what earlier ones said.
 type Compression struct {
 	// Level is the flate level of outgoing messages: 1 (fastest, the
-	// default) to 9 (smallest). On JSON, level 1 costs about 5 µs per
-	// 4 KiB message and gets most of the gain (see BENCHMARKS.md).
+	// default) to 9 (smallest). On JSON, level 1 costs about 4 µs per
+	// 4 KiB message and gets nearly all of the gain (see BENCHMARKS.md).
 	Level int
 	// Threshold is the size in bytes from which a message is compressed
-	// (default 512): below it deflate's framing outweighs the gain, and
-	// the cost of compressing is all loss.
+	// (default 512): a small message compressed on its own (no context)
+	// shrinks by a few bytes at best, for the full cost of a compression
+	// on both sides.
 	Threshold int
 }
 
