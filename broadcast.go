@@ -91,11 +91,13 @@ func (s *Server) plainMessage(v any) ([]byte, error) {
 	return data, nil
 }
 
-// writeAll queues data to each connection.
+// writeAll queues data to each connection. With [WithCompression], data is
+// compressed once for all the members that negotiated it (conn.Prepared).
 func (s *Server) writeAll(cs []*Conn, data []byte) BroadcastResult {
 	var res BroadcastResult
+	p := conn.NewPrepared(data)
 	for _, c := range cs {
-		switch err := c.wc.Write(data); {
+		switch err := c.wc.WritePrepared(p); {
 		case err == nil:
 			res.Sent++
 		case errors.Is(err, conn.ErrWriteQueueFull):

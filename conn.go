@@ -98,6 +98,7 @@ func (sh *shared) connOptions(role conn.Role) conn.Options {
 		MaxOutboundBytes: sh.o.maxOutbound,
 		WriteTimeout:     sh.o.writeTimeout,
 		FrameTimeout:     sh.o.frameTimeout,
+		Compression:      sh.o.compression, // WithCompression (compress.go)
 	}
 	if role == conn.Client {
 		o.PingTimeout = sh.o.pingTimeout

@@ -914,6 +914,7 @@ func hostileRows() []hostileRow {
 			opts: []wsactor.Option{wsactor.WithHandlerPool(600, 1024)}},
 		{name: "odd primus:: strings", attack: attackPrimusStrings},
 		{name: "WebSocket protocol violations", attack: attackProtocol},
+		{name: "zip bomb (compression on)", opts: []wsactor.Option{wsactor.WithCompression(wsactor.Compression{})}, attack: attackZipBomb}, // compress_test.go
 	}
 }
 

@@ -133,6 +133,8 @@ type options struct {
 	traceExtract func(context.Context, string) context.Context
 	traceSet     bool
 	observer     Observer // observe.go
+	// WithCompression (compress.go); nil: off
+	compression *conn.Compression
 
 	// server
 	pingInterval    time.Duration
@@ -223,6 +225,9 @@ func buildOptions(want scope, opts []Option) (options, error) {
 	check(b.Factor == 0 || (b.Factor >= 1 && !math.IsInf(b.Factor, 0)), "reconnect backoff Factor %v, want 0 (the default) or a finite value >= 1", b.Factor)
 	check(!math.IsNaN(b.Jitter) && b.Jitter <= 1, "reconnect backoff Jitter %v, want <= 1 (negative: none)", b.Jitter)
 	check(o.resetAfter >= 0, "reconnect reset-after %v, want >= 0", o.resetAfter)
+	if err := checkCompression(o.compression); err != nil { // compress.go
+		errs = append(errs, err)
+	}
 	if err := checkTrace(&o); err != nil {
 		errs = append(errs, err)
 	}

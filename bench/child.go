@@ -141,7 +141,10 @@ func holdRole(f flags) error {
 	if err != nil {
 		return err
 	}
-	payload := []byte(impl.Small)
+	payload, err := impl.ParsePayload(f.memPayload)
+	if err != nil {
+		return err
+	}
 	if err := forEach(len(clients), 64, func(i int) error {
 		_, err := clients[i].RoundTrip(ctx, payload, nil)
 		return err

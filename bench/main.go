@@ -35,6 +35,7 @@ type flags struct {
 
 	mem          int
 	memImpls     string
+	memPayload   string // -mem: the payload of each connection's round trip
 	memPerServer int
 	memRounds    int
 	memProfile   string
@@ -113,7 +114,7 @@ var flagGroups = []struct {
 	names []string
 }{
 	{"Throughput, latency and CPU (the default mode):", []string{"impls", "scenarios", "payloads", "rounds", "warmup", "duration", "many", "inflight", "md", "out", "profile", "contention"}},
-	{"Idle memory per connection (-mem N):", []string{"mem", "mem-impls", "mem-per-server", "mem-rounds", "mem-profile"}},
+	{"Idle memory per connection (-mem N):", []string{"mem", "mem-impls", "mem-per-server", "mem-rounds", "mem-profile", "mem-payload"}},
 	{"Pending requests expiring (-pending N):", []string{"pending", "pending-timeout", "pending-shared-deadline", "pending-write-timeout", "pending-cpuprofile"}},
 	{"Fairness between connections (-fairness N):", []string{"fairness", "fair-handler", "fair-workers", "fair-rounds"}},
 	{"Accept rate (-accept N; -mem-impls and -mem-rounds apply):", []string{"accept", "accept-per-server"}},
@@ -147,6 +148,7 @@ func newFlagSet(f *flags) *flag.FlagSet {
 
 	fs.IntVar(&f.mem, "mem", 0, "measure idle server memory per connection at this many connections")
 	fs.StringVar(&f.memImpls, "mem-impls", "raw,wsactor", "implementations for -mem")
+	fs.StringVar(&f.memPayload, "mem-payload", "small", "-mem: payload of each connection's one round trip (large: a compressed one with wsactor-deflate)")
 	fs.IntVar(&f.memPerServer, "mem-per-server", 15000, "-mem: connections per server process (an fd limit of 20,000 per process)")
 	fs.IntVar(&f.memRounds, "mem-rounds", 2, "-mem: rounds (implementations interleaved)")
 	fs.StringVar(&f.memProfile, "mem-profile", "", "-mem: after the rounds, write heap profiles (MemProfileRate 1) of each implementation's idle servers to this directory: heap-<impl>.pb.gz and its baseline heap-<impl>-base.pb.gz, for go tool pprof -base")

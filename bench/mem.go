@@ -33,6 +33,7 @@ type memResult struct {
 // (one round trip each, then idle), and after the server's on-demand
 // goroutines have exited the RSS is read again.
 func memMode(f flags) error {
+	holdPayload = f.memPayload
 	impls := splitList(f.memImpls)
 	nsrv := (f.mem + f.memPerServer - 1) / f.memPerServer
 	fmt.Printf("%s\nidle memory at %d connections (%d server process(es), %d client process(es)), %d round(s)\n\n",
@@ -246,6 +247,9 @@ func memOnce(name string, n, nsrv int) (memResult, error) {
 	return res, err
 }
 
+// holdPayload is the -mem-payload of the hold children.
+var holdPayload = "small"
+
 // holdAll starts one hold child per server with conns(i) connections,
 // waits until all are ready, runs then (if not nil) and stops them.
 func holdAll(name string, servers []*child, conns func(i int) int, then func() error) error {
@@ -256,7 +260,7 @@ func holdAll(name string, servers []*child, conns func(i int) int, then func() e
 		}
 	}()
 	for i, s := range servers {
-		h, err := spawn("hold "+name, "-role", "hold", "-impl", name, "-url", s.url(), "-conns", strconv.Itoa(conns(i)))
+		h, err := spawn("hold "+name, "-role", "hold", "-impl", name, "-url", s.url(), "-conns", strconv.Itoa(conns(i)), "-mem-payload", holdPayload)
 		if err != nil {
 			return err
 		}

@@ -411,7 +411,7 @@ func printTables(w *os.File, sum []summary, md bool) {
 				fmt.Sprintf("%.2f", s.SrvCPUus), fmt.Sprintf("%.2f", s.CliCPUus)})
 		}
 		for _, s := range group {
-			if s.Impl != impl.WSActor && s.Impl != impl.WSActorInline {
+			if s.Impl != impl.WSActor && s.Impl != impl.WSActorInline && s.Impl != impl.WSActorDeflate {
 				continue
 			}
 			for _, o := range group {

@@ -17,7 +17,8 @@ import (
 // bounds the TCP connect and the whole handshake: when it ends first, the
 // socket is closed and Dial returns an error wrapping ctx.Err(). With no
 // deadline in ctx the handshake is bounded only by ctx. header is sent with
-// the upgrade request (e.g. Origin). The *http.Response is the server's
+// the upgrade request (e.g. Origin); with Options.Compression it also
+// offers permessage-deflate. The *http.Response is the server's
 // answer when one was read (also on a refused handshake).
 func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opts Options) (*Conn, *http.Response, error) {
 	if h == nil {
@@ -62,6 +63,14 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 
 	c := newConn(Client, h, &o)
 	c.nc.Conn = nc
+	if o.Compression != nil { // offer permessage-deflate (deflate.go)
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set(extHeader, deflateOffer)
+		c.nc.dfl = &deflateState{} // frames read with the answer are tracked with it
+	}
 	// gws bounds the handshake with its own timeout and clears the deadline
 	// after; ctx cancellation closes the socket, which no deadline change
 	// can undo.
@@ -84,6 +93,17 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 	}
 	if err != nil {
 		return nil, resp, fmt.Errorf("conn: dial: handshake: %w", err)
+	}
+	if d := c.nc.dfl; d != nil {
+		on, tx, err := acceptAnswer(resp.Header)
+		if err != nil {
+			_ = nc.Close()
+			return nil, resp, fmt.Errorf("conn: dial: handshake: %w", err)
+		}
+		d.on, d.tx = on, tx
+		if !on && d.q.n == 0 {
+			c.nc.dfl = nil // turned down: RSV1 frames now fail in gws (1002)
+		}
 	}
 	c.ws = ws
 	c.nc.setFramed()

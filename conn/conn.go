@@ -201,6 +201,10 @@ type Options struct {
 	// it. Default: a random 21-character id ([A-Za-z0-9_-]) per connection.
 	// Set on an Upgrader, every connection it accepts gets this same id.
 	ID string
+	// Compression, when not nil, offers (client) or accepts (server)
+	// permessage-deflate: see [Compression]. nil (the default): off, and a
+	// compressed frame from the peer closes the connection with 1002.
+	Compression *Compression
 }
 
 // Validate reports an out-of-range field, wrapping ErrInvalidOptions.
@@ -217,7 +221,7 @@ func (o Options) Validate() error {
 	case o.PingTimeout < 0:
 		return fmt.Errorf("%w: PingTimeout %v < 0", ErrInvalidOptions, o.PingTimeout)
 	}
-	return nil
+	return o.Compression.validate()
 }
 
 func (o Options) withDefaults() Options {
@@ -233,6 +237,7 @@ func (o Options) withDefaults() Options {
 	if o.FrameTimeout == 0 {
 		o.FrameTimeout = DefaultFrameTimeout
 	}
+	o.Compression = o.Compression.withDefaults()
 	return o
 }
 
@@ -323,6 +328,9 @@ func (c *Conn) Write(frame []byte) error {
 	if len(frame) > c.o.MaxMessageSize {
 		return ErrTooLarge
 	}
+	if d := c.nc.dfl; d != nil && d.tx && len(frame) >= c.o.Compression.Threshold {
+		return c.writeDeflate(frame, false) // permessage-deflate (deflate.go)
+	}
 	return c.enqueue(opText, frame, true, false)
 }
 
@@ -337,6 +345,9 @@ func (c *Conn) Write(frame []byte) error {
 func (c *Conn) WriteAlone(frame []byte) error {
 	if len(frame) > c.o.MaxMessageSize {
 		return ErrTooLarge
+	}
+	if d := c.nc.dfl; d != nil && d.tx && len(frame) >= c.o.Compression.Threshold {
+		return c.writeDeflate(frame, true)
 	}
 	return c.enqueue(opText, frame, true, true)
 }

@@ -26,6 +26,14 @@
 // ([ErrFrameTimeout]): gws allocates a frame's declared payload when it reads
 // the header, so a header-only peer would otherwise pin MaxMessageSize bytes.
 //
+// Compression: with Options.Compression a client offers and a server
+// accepts permessage-deflate (RFC 7692) without context takeover, per
+// connection ([Conn.Compressed]); see [Compression]. Write compresses
+// messages from Compression.Threshold bytes and sets RSV1 itself; an
+// incoming compressed message is inflated after the read, bounded by
+// MaxMessageSize (over it: 1009, [ErrTooLarge]). A compressed frame
+// without the extension closes with 1002 ([ErrProtocol]).
+//
 // # Concurrency
 //
 // The read goroutine (the caller of Serve, running gws's ReadLoop) owns

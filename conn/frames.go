@@ -58,8 +58,10 @@ func (r *readState) busy() bool {
 }
 
 // track advances the state over p and reports whether a new message began
-// in p (a frame's first byte read at a message boundary).
-func (r *readState) track(p []byte) (began bool) {
+// in p (a frame's first byte read at a message boundary). With d (the
+// connection's permessage-deflate state, nil when off) it rewrites the first
+// byte of each data message in p for gws (deflateState.head).
+func (r *readState) track(p []byte, d *deflateState) (began bool) {
 	for len(p) > 0 {
 		switch r.phase {
 		case phHTTP:
@@ -82,6 +84,9 @@ func (r *readState) track(p []byte) (began bool) {
 				return began
 			}
 		case phHead0:
+			if d != nil && p[0]&0x08 == 0 && r.flags&rdInMsg == 0 {
+				p[0] = d.head(p[0])
+			}
 			b := p[0]
 			p = p[1:]
 			if r.flags&rdInMsg == 0 {
@@ -209,7 +214,7 @@ func (n *netConn) tracked(p []byte) {
 		n.owner.alive.Store(true) // the peer is live (Beat); stored once per interval
 	}
 	r := &n.rd
-	if r.track(p) && r.busy() {
+	if r.track(p, n.dfl) && r.busy() {
 		r.budget = int64(n.owner.o.FrameTimeout)
 	}
 }

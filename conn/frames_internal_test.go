@@ -55,7 +55,7 @@ func TestReadStateFollowsFrames(t *testing.T) {
 			for _, b := range beginsAt[i : i+n] {
 				want = want || b
 			}
-			if got := r.track(stream[i : i+n]); got != want {
+			if got := r.track(stream[i:i+n], nil); got != want {
 				t.Fatalf("iter %d: track(stream[%d:%d]) began %v, want %v", iter, i, i+n, got, want)
 			}
 			i += n
@@ -99,8 +99,8 @@ func TestReadStateAfterHandshake(t *testing.T) {
 	stream := append([]byte(resp), 0x81, 0x03, 'a') // a frame cut short
 	for cut := 1; cut < len(stream); cut++ {
 		var r readState // phHTTP
-		r.track(stream[:cut])
-		began := r.track(stream[cut:])
+		r.track(stream[:cut], nil)
+		began := r.track(stream[cut:], nil)
 		if !r.busy() || (cut <= len(resp) && !began) {
 			t.Fatalf("cut %d: busy %v began %v, want a message begun", cut, r.busy(), began)
 		}

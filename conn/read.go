@@ -65,11 +65,19 @@ func (c *Conn) onMessage(m *gws.Message) {
 	// (Handler's contract): give the buffer back to gws's pool afterwards,
 	// or every message costs a fresh one (8 KiB for a 4 KiB frame).
 	defer m.Close()
+	if d := c.nc.dfl; d != nil {
+		c.onMessageDeflate(d, m) // permessage-deflate (deflate.go)
+		return
+	}
 	if m.Opcode != gws.OpcodeText {
 		c.callBadInput(ErrBinaryFrame)
 		return
 	}
-	b := m.Bytes()
+	c.onText(m.Bytes())
+}
+
+// onText decodes and dispatches a text message.
+func (c *Conn) onText(b []byte) {
 	env, err := envelope.Decode(b)
 	if err != nil {
 		c.callBadInput(err)

@@ -22,8 +22,9 @@ type Upgrader struct {
 // them. gws is configured with one read goroutine per connection
 // (ParallelEnabled off), ReadMaxPayloadSize = MaxMessageSize, no UTF-8 check
 // (invalid UTF-8 is reported by the envelope decoder and the connection
-// stays), no compression (Primus servers turn it down), and a Recovery that
-// logs.
+// stays), its own compression off (with Options.Compression the Upgrader
+// accepts a client's permessage-deflate offer itself: see [Compression]),
+// and a Recovery that logs.
 func NewUpgrader(opts Options) (*Upgrader, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -55,6 +56,10 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 	}
 	c := newConn(Server, h, &u.opts)
 	c.nc.Conn = netConn
+	if u.opts.Compression != nil && acceptOffer(r.Header) {
+		// Before the early bytes are tracked; netConn.Write adds the answer.
+		c.nc.dfl = &deflateState{on: true, tx: true}
+	}
 	// gws reads through its own bufio.Reader; reuse the hijacked one, keeping
 	// any bytes the client sent early.
 	// gws reads through c.nc, which follows the frame boundaries (the
@@ -71,6 +76,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 	ws, err := u.up.UpgradeFromConn(&c.nc, br, r)
 	if err != nil {
 		return nil, fmt.Errorf("conn: upgrade: %w", err)
+	}
+	if d := c.nc.dfl; d != nil && !d.answered {
+		c.nc.dfl = nil // (never: gws wrote its answer in one piece)
 	}
 	c.ws = ws
 	c.nc.setFramed()

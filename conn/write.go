@@ -27,8 +27,9 @@ import (
 // gws also writes to the socket (its close frames). To never interleave with
 // it, gws is given netConn, whose Write takes the same mutex the flusher
 // holds for its batch writes, so every frame reaches the socket whole and in
-// order. gws never writes data frames for us (we bypass WriteMessage), and we
-// disable compression, so gws keeps no per-frame state we would skip.
+// order. gws never writes data frames for us (we bypass WriteMessage), and
+// its compression is off (permessage-deflate is ours: deflate.go), so gws
+// keeps no per-frame state we would skip.
 
 const (
 	opText  = 0x1
@@ -381,9 +382,10 @@ type netConn struct {
 	raw   syscall.RawConn // for non-blocking writes; nil when not a plain socket (TLS)
 	try   tryState        // tryWrite's state, under wmu
 	tryFn func(fd uintptr) bool
-	state atomic.Uint32 // stClosed | stAborted | stHalfClosed
+	dfl   *deflateState // permessage-deflate offered or on (deflate.go); set before sharing
 
 	wmu       sync.Mutex
+	state     atomic.Uint32 // stClosed | stAborted | stHalfClosed (packed with wmu and the bools: 8 bytes less)
 	closeSent bool
 	framed    bool // the handshake is done; set before the Conn is shared
 	werr      error
@@ -485,6 +487,9 @@ func (n *netConn) readFailed(err error, frame bool) {
 // whole frames (one frame per call; gws sends only close frames here).
 func (n *netConn) Write(b []byte) (int, error) {
 	if !n.framed {
+		if n.dfl != nil && n.owner.role == Server {
+			return n.writeAnswer(b) // permessage-deflate (deflate.go)
+		}
 		return n.Conn.Write(b)
 	}
 	n.wmu.Lock()
@@ -543,9 +548,9 @@ func (n *netConn) writeBatch(batch []*wbuf, closing bool) error {
 // tryState is what tryWrite's callback works on: fields rather than a
 // closure, so that a write allocates nothing.
 type tryState struct {
-	w       *wbuf // the frame(s) to write: w.b
-	written int
-	errno   syscall.Errno // not an error interface: 8 bytes less per Conn
+	w       *wbuf  // the frame(s) to write: w.b
+	written int32  // a frame of at most a chunk (writeNow)
+	errno   uint32 // a syscall.Errno; not an error interface: 8 bytes less per Conn
 }
 
 // setFramed marks the handshake done. Called before the Conn is shared.
@@ -564,19 +569,19 @@ func (n *netConn) setFramed() {
 func (n *netConn) tryWriteFD(fd uintptr) bool {
 	t := &n.try
 	b := t.w.b
-	for t.written < len(b) {
+	for int(t.written) < len(b) {
 		m, e := syscall.Write(int(fd), b[t.written:])
 		if m > 0 {
-			t.written += m
+			t.written += int32(m)
 		}
 		if e == syscall.EINTR {
 			continue
 		}
 		if e != nil {
 			if e != syscall.EAGAIN {
-				t.errno = syscall.EIO // never: Write's errors are Errnos
+				t.errno = uint32(syscall.EIO) // never: Write's errors are Errnos
 				if errno, ok := e.(syscall.Errno); ok {
-					t.errno = errno
+					t.errno = uint32(errno)
 				}
 			}
 			break
@@ -606,9 +611,9 @@ func (n *netConn) tryWrite(w *wbuf) (int, error) {
 	n.iov = nil // a quiet connection: see writeNow
 	n.try = tryState{w: w}
 	err := n.raw.Write(n.tryFn)
-	written := n.try.written
+	written := int(n.try.written)
 	if err == nil && n.try.errno != 0 {
-		err = n.try.errno
+		err = syscall.Errno(n.try.errno)
 	}
 	n.try = tryState{}
 	if err != nil {

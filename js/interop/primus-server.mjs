@@ -2,7 +2,10 @@
 // A stock Primus 8.0.9 + primus-responder 1.0.4 server for interop tests.
 //
 //   node interop/primus-server.mjs [--port 0] [--host 127.0.0.1] [--ping-interval 30000]
-//        [--drop-after-ms 0] [--log-requests] [--ignore-stdin]
+//        [--drop-after-ms 0] [--log-requests] [--ignore-stdin] [--compression]
+//
+// --compression: Primus's compression option (ws's perMessageDeflate: it accepts a client's
+// permessage-deflate offer and compresses messages of 1 KiB or more).
 //
 // stdout: one JSON object per line ({"event":...}); the first is {"event":"listening","port":N}.
 // stdin:  one command per line (each acknowledged with {"event":"ack","cmd":...,"count":K}):
@@ -39,6 +42,7 @@ const { values: args } = parseArgs({
     'drop-after-ms': { type: 'string', default: '0' },
     'log-requests': { type: 'boolean', default: false },
     'ignore-stdin': { type: 'boolean', default: false },
+    compression: { type: 'boolean', default: false },
   },
 });
 
@@ -58,7 +62,11 @@ function num(name) {
 const pingInterval = num('ping-interval');
 const dropAfter = num('drop-after-ms');
 const server = http.createServer();
-const primus = new Primus(server, { transformer: 'websockets', pingInterval: pingInterval > 0 ? pingInterval : false });
+const primus = new Primus(server, {
+  transformer: 'websockets',
+  pingInterval: pingInterval > 0 ? pingInterval : false,
+  compression: args.compression,
+});
 const sparks = new Map(); // id -> spark
 let askCounter = 0;
 

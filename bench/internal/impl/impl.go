@@ -23,11 +23,14 @@ const (
 	// WSActorInline is wsactor with WithInlineHandlers on the server: the
 	// echo handler runs on the connection's actor loop, not on the pool.
 	WSActorInline = "wsactor-inline"
-	Discard       = "discard" // server only: reads and drops every frame
+	// WSActorDeflate is wsactor with WithCompression on both sides
+	// (permessage-deflate, level 1, threshold 512 B: the defaults).
+	WSActorDeflate = "wsactor-deflate"
+	Discard        = "discard" // server only: reads and drops every frame
 )
 
 // Impls lists the implementations compared, in table order.
-var Impls = []string{Raw, Naive, WSActor, WSActorInline}
+var Impls = []string{Raw, Naive, WSActor, WSActorInline, WSActorDeflate}
 
 // RequestTimeout bounds every request of the naive and wsactor clients.
 const RequestTimeout = 30 * time.Second
@@ -84,6 +87,8 @@ func NewServer(name string) (Server, error) {
 		return newWSActorServer()
 	case WSActorInline:
 		return newWSActorServer(wsactor.WithInlineHandlers())
+	case WSActorDeflate:
+		return newWSActorServer(wsactor.WithCompression(wsactor.Compression{}))
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknown, name)
 }
@@ -106,6 +111,8 @@ func Dial(ctx context.Context, name, url string) (Client, error) {
 		return c, nil
 	case WSActor, WSActorInline:
 		return dialWSActor(ctx, url)
+	case WSActorDeflate:
+		return dialWSActor(ctx, url, wsactor.WithCompression(wsactor.Compression{}))
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknown, name)
 }

@@ -29,8 +29,8 @@ func (s wsactorServer) Conns() int { return s.Stats().Conns }
 // wsactorClient is a wsactor Client (one supervised connection).
 type wsactorClient struct{ cl *wsactor.Client }
 
-func dialWSActor(ctx context.Context, url string) (Client, error) {
-	cl, err := wsactor.Dial(ctx, url, wsactor.WithRequestTimeout(RequestTimeout))
+func dialWSActor(ctx context.Context, url string, opts ...wsactor.Option) (Client, error) {
+	cl, err := wsactor.Dial(ctx, url, append(opts, wsactor.WithRequestTimeout(RequestTimeout))...)
 	if err != nil {
 		return nil, err
 	}
