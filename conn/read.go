@@ -38,6 +38,8 @@ func (events) OnPing(s *gws.Conn, payload []byte) {
 func (events) OnPong(*gws.Conn, []byte) {}
 
 func (events) OnMessage(s *gws.Conn, m *gws.Message) {
+	// The Handler gets slices of m's buffer, valid only during its call
+	// (Handler's contract): the buffer goes back to gws's pool afterwards.
 	defer m.Close()
 	owner(s).onMessage(m)
 }
@@ -61,10 +63,6 @@ func (noSession) Range(func(string, any) bool) {}
 func newNoSession() gws.SessionStorage         { return noSession{} }
 
 func (c *Conn) onMessage(m *gws.Message) {
-	// The Handler gets slices of m's buffer, valid only during its call
-	// (Handler's contract): give the buffer back to gws's pool afterwards,
-	// or every message costs a fresh one (8 KiB for a 4 KiB frame).
-	defer m.Close()
 	if d := c.nc.dfl; d != nil {
 		c.onMessageDeflate(d, m) // permessage-deflate (deflate.go)
 		return
