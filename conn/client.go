@@ -62,6 +62,7 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 
 	c := newConn(Client, h, &o)
 	c.nc.Conn = nc
+	c.nc.initRead() // readbuf.go
 	// gws bounds the handshake with its own timeout and clears the deadline
 	// after; ctx cancellation closes the socket, which no deadline change
 	// can undo.
@@ -77,6 +78,7 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 		Addr:               rawURL,
 		RequestHeader:      header,
 		HandshakeTimeout:   handshake,
+		ReadBufferSize:     readerSizeFor(nc), // readbuf.go
 	}, &c.nc)
 	if !stop() {
 		_ = nc.Close()
