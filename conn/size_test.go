@@ -5,7 +5,7 @@ import (
 	"unsafe"
 )
 
-// An idle connection costs this struct: keep it in the 384-byte size class
+// An idle connection costs this struct: keep it in the 416-byte size class
 // (see the layout note on Conn).
 func TestConnSizeClass(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
