@@ -34,8 +34,7 @@ type Client struct {
 	done   chan struct{}
 
 	// Owned by the read goroutine.
-	runStart time.Time   // when the current run (dial, serve) began
-	unwatch  func() bool // stops the current connection's ctx watch
+	runStart time.Time // when the current run (dial, serve) began
 
 	mu      sync.Mutex
 	cur     *Conn         // nil between connections
@@ -75,13 +74,12 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 	cl.runStart = time.Now()
 	first, err := cl.connect(ctx)
 	if err != nil {
-		cl.sh.pool.Close()
+		cl.sh.closePool()
 		return nil, public(err)
 	}
 	cl.cur = first
 	close(cl.ready)
 	cl.ctx, cl.cancel = context.WithCancel(context.Background())
-	cl.watch(first)
 	cl.wg.Add(1)
 	go cl.serve(first)
 	return cl, nil
@@ -216,24 +214,20 @@ func (cl *Client) reconnect() (*Conn, error) {
 	cl.mu.Lock()
 	cl.cur = c
 	close(cl.ready)
+	closing, abort := cl.closing, cl.abort
 	cl.mu.Unlock()
-	cl.watch(c)
-	return c, nil
-}
-
-// watch makes the end of the client's ctx (Close, Shutdown) end c: its
-// actor stops; with Close, the socket is not waited on.
-func (cl *Client) watch(c *Conn) {
-	cl.unwatch = context.AfterFunc(cl.ctx, func() {
+	if closing {
+		// Close or Shutdown came while c was being made: they found no
+		// connection to end, and c must not outlive them. (Once c is
+		// current, they end it themselves: Close and Shutdown stop the
+		// current connection, and so does Shutdown's abort.)
 		c.a.Stop(ErrClosed, 1000, "client closing")
-		cl.mu.Lock()
-		abort := cl.abort
-		cl.mu.Unlock()
-		if abort { // also a connection made while Close was cancelling
+		if abort {
 			<-c.a.Done()
 			_ = c.wc.Abort()
 		}
-	})
+	}
+	return c, nil
 }
 
 // ended is what the read goroutine does once c's read loop has ended: c is
@@ -241,14 +235,14 @@ func (cl *Client) watch(c *Conn) {
 // on purpose (the server ended it, or the client is closing): no
 // reconnect.
 func (cl *Client) ended(c *Conn) error {
-	cl.unwatch()
 	cl.mu.Lock()
 	cl.cur = nil
 	cl.ready = make(chan struct{})
+	closing := cl.closing
 	cl.mu.Unlock()
 
 	err := c.Err() // ErrConnLost wrapping why, unless on purpose
-	if errors.Is(err, ErrServerEnded) || cl.ctx.Err() != nil {
+	if errors.Is(err, ErrServerEnded) || closing || cl.ctx.Err() != nil {
 		return nil // on purpose: no reconnect
 	}
 	if !errors.Is(err, ErrConnLost) {
@@ -369,7 +363,7 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 		cl.abortCurrent(ErrShutdown, "client shutting down")
 	}
 	cl.wg.Wait()
-	cl.sh.pool.Close()
+	cl.sh.closePool()
 	return public(err)
 }
 
@@ -384,7 +378,7 @@ func (cl *Client) Close() error {
 	cl.cancel()
 	cl.abortCurrent(ErrClosed, "client closing")
 	cl.wg.Wait()
-	cl.sh.pool.Close()
+	cl.sh.closePool()
 	return nil
 }
 

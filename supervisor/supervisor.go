@@ -137,7 +137,7 @@ func (o *options) validate() error {
 type Supervisor struct {
 	child     Child
 	opts      options
-	intensity *Intensity
+	intensity *Intensity // made at the first restart decision
 	started   atomic.Bool
 	restarts  atomic.Int64
 	attempt   int // the backoff attempt; owned by the goroutine in Run or Next
@@ -159,7 +159,7 @@ func New(child Child, opts ...Option) (*Supervisor, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &Supervisor{child: child, opts: o, intensity: NewIntensity(o.max, o.within)}, nil
+	return &Supervisor{child: child, opts: o}, nil
 }
 
 // Restarts returns the number of restarts so far: how many times the
@@ -195,7 +195,7 @@ func (s *Supervisor) Restarts() int {
 // or recursion. Run may be called only once; a second call returns an error
 // at once.
 func (s *Supervisor) Run(ctx context.Context) error {
-	if s == nil || s.child == nil || s.intensity == nil {
+	if s == nil || s.child == nil {
 		return errors.New("supervisor: Run on a Supervisor not made by New")
 	}
 	if ctx == nil {
@@ -257,7 +257,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // to Next must not overlap; it runs on the caller's goroutine and starts
 // none. The child given to [New] is not called by Next.
 func (s *Supervisor) Next(start, end time.Time, cause error) (delay time.Duration, stop bool, err error) {
-	if s == nil || s.intensity == nil {
+	if s == nil || s.child == nil {
 		return 0, true, errors.New("supervisor: Next on a Supervisor not made by New")
 	}
 	s.started.Store(true)
@@ -278,6 +278,11 @@ func (s *Supervisor) decide(start, end time.Time, cause error) (delay time.Durat
 	}
 	if o.restart == Temporary {
 		return 0, true, cause
+	}
+	if s.intensity == nil {
+		// On first use: a child that never fails (a connection that
+		// stays up) holds no restart history.
+		s.intensity = NewIntensity(o.max, o.within)
 	}
 	if !s.intensity.Allow(end) {
 		if cause == nil {
