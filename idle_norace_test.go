@@ -3,12 +3,19 @@
 package wsactor_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/wsactor/wsactor"
 )
@@ -85,4 +92,95 @@ func idleClientStack(t *testing.T, url string) {
 	if heap > 7<<10 {
 		t.Errorf("an idle client holds %d B of heap, want under 7 KiB", heap)
 	}
+}
+
+const serverMemEnv = "WSACTOR_TEST_SERVER_MEM"
+
+// What an idle server connection holds, after one request: its read
+// goroutine's stack back at 4 KiB, and a heap under 4 KiB per connection
+// (its own structs, gws's, the socket's, and the test's end of the socket):
+// no read buffer (conn's pooled reads), no mailbox lanes, no request slots.
+// Raw sockets are the peers, so that the process holds nothing else per
+// connection. In a child process (freed stacks cached by the runtime after
+// other tests blur the figure); without -race.
+func TestIdleServerMemory(t *testing.T) {
+	if os.Getenv(serverMemEnv) == "1" {
+		idleServerMemory(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleServerMemory$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), serverMemEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("child:\n%s", out)
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+}
+
+func idleServerMemory(t *testing.T) {
+	const n = 200
+	_, url := startServer(t) // no request handler: each request gets the no_handler error reply
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/primus")
+	peers := make([]net.Conn, 0, n)
+	defer func() {
+		for _, nc := range peers {
+			_ = nc.Close()
+		}
+	}()
+	baseStack, baseHeap := stackInuse(), heapAlloc()
+	for i := range n {
+		peers = append(peers, idleRequestPeer(t, addr, i))
+	}
+	stack := (int64(stackInuse()) - int64(baseStack)) / n
+	heap := (int64(heapAlloc()) - int64(baseHeap)) / n
+	t.Logf("per idle server connection: stack %d B, heap %d B", stack, heap)
+	if stack < 2<<10 || heap < 1<<10 {
+		t.Fatalf("stack %d B, heap %d B per connection: less than a connection's own; the measure is broken", stack, heap)
+	}
+	if stack > 6<<10 {
+		t.Errorf("an idle server connection holds %d B of stack: its read goroutine's 8 KiB stack was not halved at GC (want 4 KiB)", stack)
+	}
+	if heap > 4<<10 {
+		t.Errorf("an idle server connection holds %d B of heap, want under 4 KiB", heap)
+	}
+}
+
+// idleRequestPeer opens a WebSocket connection on a bare socket, makes one
+// request on it, reads the reply and returns the socket, holding nothing
+// else.
+func idleRequestPeer(t *testing.T, addr string, i int) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = fmt.Fprintf(nc, "GET /primus HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc) // not kept: the peer holds only the socket
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	req := fmt.Sprintf(`{"plugin":"primus-responder","requestId":"r%d","data":1}`, i)
+	frame := append([]byte{0x81, 0x80 | byte(len(req)), 0, 0, 0, 0}, req...) // masked TEXT, zero key
+	if _, err := nc.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(wait))
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, h[1]&0x7F) // a short reply: 7-bit length
+	if _, err := io.ReadFull(br, reply); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(reply), `"responseId":"r`) {
+		t.Fatalf("reply %q", reply)
+	}
+	_ = nc.SetReadDeadline(time.Time{})
+	return nc
 }

@@ -21,9 +21,9 @@ go test -count=1 -run '^TestHostile$' .
 echo "== idle read goroutines shrink back to 4 KiB (only without the race detector, which doubles the stack reserve)"
 go test -count=1 -run '^TestIdleReadStackShrinks$' ./conn
 
-echo "== idle connections hold no read buffer, and what an idle client holds (its stack shrinks to 4 KiB) (without the race detector, which adds to the heap and doubles the stack reserve)"
+echo "== idle connections hold no read buffer, and what an idle client or server connection holds (stacks back at 4 KiB, heap bounded) (without the race detector, which adds to the heap and doubles the stack reserve)"
 go test -count=1 -run '^TestIdle(Server|Client)ConnHoldsNoReadBuffer$' ./conn
-go test -count=1 -run '^TestIdleClientMemory$' .
+go test -count=1 -run '^TestIdle(Client|Server)Memory$' .
 
 echo "== fuzz the envelope decoder (short)"
 # A count, not a duration: with a duration, Go 1.26's fuzz coordinator can
