@@ -21,7 +21,7 @@ go test -count=1 -run '^TestHostile$' .
 echo "== idle read goroutines shrink back to 4 KiB (only without the race detector, which doubles the stack reserve)"
 go test -count=1 -run '^TestIdleReadStackShrinks$' ./conn
 
-echo "== idle connections hold no read buffer, and what an idle client or server connection holds (stacks back at 4 KiB, heap bounded) (without the race detector, which adds to the heap and doubles the stack reserve)"
+echo "== idle memory: no read buffer held; idle client and server connections back at 4 KiB of stack, heap bounded (without the race detector, which adds to the heap and doubles the stack reserve)"
 go test -count=1 -run '^TestIdle(Server|Client)ConnHoldsNoReadBuffer$' ./conn
 go test -count=1 -run '^TestIdle(Client|Server)Memory$' .
 
