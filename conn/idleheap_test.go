@@ -16,16 +16,7 @@ import (
 	"testing"
 
 	"github.com/wsactor/wsactor/conn"
-	"github.com/wsactor/wsactor/envelope"
 )
-
-// frameHandler reports each frame on got.
-type frameHandler struct{ got chan struct{} }
-
-func (frameHandler) OnOpen(*conn.Conn)                          {}
-func (h frameHandler) OnEnvelope(*conn.Conn, envelope.Envelope) { h.got <- struct{}{} }
-func (h frameHandler) OnBadInput(*conn.Conn, error)             { h.got <- struct{}{} }
-func (frameHandler) OnClose(*conn.Conn, error)                  {}
 
 // heapAlloc is the live heap after enough GCs for sync.Pool caches to have
 // been dropped.

@@ -27,8 +27,11 @@ import (
 // deadline is set only for reads that wait on the socket, never for those
 // served from the buffer.
 //
-// Without a plain socket (TLS, a net.Pipe in tests) reads pass through to
-// the net.Conn as before, with gws's reader at its usual size.
+// Only a plain socket of the net package (*net.TCPConn, *net.UnixConn)
+// reads this way: a wrapper may hold bytes of its own (a PROXY protocol
+// header reader, TLS) that reading the file descriptor would skip. Other
+// net.Conns (TLS, wrappers, a net.Pipe in tests) are read as before, with
+// gws's reader at its usual size.
 
 const (
 	// readChunk is the size of a pooled read buffer: what one socket read
@@ -53,20 +56,33 @@ var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
 // initRead prepares reads without a held buffer when the net.Conn is a plain
 // socket. Called once the net.Conn is set, before the first read.
 func (n *netConn) initRead() {
-	if sc, ok := n.Conn.(syscall.Conn); ok && n.raw == nil {
-		if raw, err := sc.SyscallConn(); err == nil {
-			n.raw = raw
+	if !plainSocket(n.Conn) {
+		return
+	}
+	if n.raw == nil {
+		raw, err := n.Conn.(syscall.Conn).SyscallConn()
+		if err != nil {
+			return
 		}
+		n.raw = raw
 	}
-	if n.raw != nil {
-		n.rfn = n.recvFD
+	n.rfn = n.recvFD
+}
+
+// plainSocket reports whether nc is a socket of the net package itself,
+// whose Read is the file descriptor's read.
+func plainSocket(nc net.Conn) bool {
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return true
 	}
+	return false
 }
 
 // readerSizeFor is the size of gws's bufio.Reader over nc: small when
 // netConn buffers the reads itself (see initRead), else gws's default.
 func readerSizeFor(nc net.Conn) int {
-	if _, ok := nc.(syscall.Conn); ok {
+	if plainSocket(nc) {
 		return readerSize
 	}
 	return readChunk
