@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sourcegraph/conc"
 	"github.com/wsactor/wsactor/actor"
 	"github.com/wsactor/wsactor/conn"
 	"github.com/wsactor/wsactor/supervisor"
@@ -29,16 +28,19 @@ type Client struct {
 	sup   *supervisor.Supervisor
 	stats counters
 
+	ctx    context.Context // cancelled by Close and Shutdown
 	cancel context.CancelFunc
-	wg     conc.WaitGroup
+	wg     sync.WaitGroup // the read goroutine (serve)
 	done   chan struct{}
+
+	// Owned by the read goroutine.
+	runStart time.Time // when the current run (dial, serve) began
 
 	mu      sync.Mutex
 	cur     *Conn         // nil between connections
 	ready   chan struct{} // closed when cur is set; replaced when it is cleared
 	closed  bool
 	err     error // why the client ended
-	first   *Conn // the connection Dial made, handed to the first run
 	closing bool  // Close/Shutdown asked: end without reconnecting
 	abort   bool  // Close asked (or Shutdown's ctx ended): do not wait on the server
 }
@@ -53,7 +55,9 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	cl := &Client{url: url, ready: make(chan struct{}), done: make(chan struct{})}
-	// The supervisor validates its options: before any network I/O.
+	// The supervisor validates its options: before any network I/O. Its
+	// child is not called: the read goroutine (serve) runs each connection
+	// and asks the supervisor what to do after it (Supervisor.Next).
 	cl.sup, err = supervisor.New(cl.run,
 		supervisor.WithRestart(supervisor.Transient),
 		supervisor.WithIntensity(o.reconnectMax, o.reconnectWithin),
@@ -67,46 +71,103 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 	if cl.sh, err = newShared(o, &cl.stats); err != nil {
 		return nil, public(err)
 	}
+	cl.runStart = time.Now()
 	first, err := cl.connect(ctx)
 	if err != nil {
-		cl.sh.pool.Close()
+		cl.sh.closePool()
 		return nil, public(err)
 	}
-	cl.first = first
 	cl.cur = first
 	close(cl.ready)
-	runCtx, cancel := context.WithCancel(context.Background())
-	cl.cancel = cancel
-	cl.wg.Go(func() {
-		err := cl.sup.Run(runCtx)
-		cl.mu.Lock()
-		first := cl.first // not served: Close came before the first run
-		cl.first = nil
-		cl.mu.Unlock()
-		if first != nil {
-			first.a.Stop(ErrClosed, 1000, "client closing")
-			first.wc.Serve()
+	cl.ctx, cl.cancel = context.WithCancel(context.Background())
+	cl.wg.Add(1)
+	go cl.serve(first)
+	return cl, nil
+}
+
+// serve is the client's read goroutine: it runs each connection's read loop
+// in turn, and between them the reconnection (next). Like the server's read
+// goroutines (Server.serve) it is started with a plain go statement and
+// keeps a small frame, so that an idle client's goroutine parked in its
+// socket read is short enough for the runtime to shrink its stack back to
+// 4 KiB at GC (a read loop under the supervisor's Run and conc's panic
+// catchers, as it was, kept every idle client at 8 KiB). Panics need no
+// wrapper: conn recovers every Handler call (see Server.serve).
+func (cl *Client) serve(c *Conn) {
+	for c != nil {
+		c.wc.Serve()
+		c = cl.next(c)
+	}
+	cl.wg.Done()
+}
+
+// next runs after c's read loop ended, on the read goroutine: it asks the
+// supervisor whether to reconnect, waits the backoff and dials, as often
+// as the supervisor allows; it returns the new connection, or nil when the
+// client has ended (then Done is closed).
+//
+//go:noinline
+func (cl *Client) next(c *Conn) *Conn {
+	cause := cl.ended(c)
+	end := time.Now()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
 		}
-		cl.mu.Lock()
-		cl.closed = true
-		if cl.err == nil {
-			switch {
-			case err != nil:
-				cl.err = public(err)
-			case cl.closing:
-				cl.err = ErrClosed
-			default:
-				cl.err = ErrServerEnded
+	}()
+	for {
+		if cl.ctx.Err() != nil {
+			cl.finish(nil) // a cancelled ctx is a normal stop
+			return nil
+		}
+		delay, stop, err := cl.sup.Next(cl.runStart, end, cause)
+		if stop {
+			cl.finish(err)
+			return nil
+		}
+		if delay > 0 {
+			if timer == nil {
+				timer = time.NewTimer(delay)
+			} else {
+				timer.Reset(delay)
+			}
+			select {
+			case <-cl.ctx.Done():
+				cl.finish(nil)
+				return nil
+			case <-timer.C:
 			}
 		}
-		if cl.cur == nil {
-			close(cl.ready) // wake waiters: they see closed
+		cl.runStart = time.Now()
+		if c, cause = cl.reconnect(); cause == nil {
+			return c
 		}
-		cl.cur = nil
-		cl.mu.Unlock()
-		close(cl.done)
-	})
-	return cl, nil
+		end = time.Now()
+	}
+}
+
+// finish ends the client once no connection is left: err is why
+// (nil: closed, or ended by the server).
+func (cl *Client) finish(err error) {
+	cl.mu.Lock()
+	cl.closed = true
+	if cl.err == nil {
+		switch {
+		case err != nil:
+			cl.err = public(err)
+		case cl.closing:
+			cl.err = ErrClosed
+		default:
+			cl.err = ErrServerEnded
+		}
+	}
+	if cl.cur == nil {
+		close(cl.ready) // wake waiters: they see closed
+	}
+	cl.cur = nil
+	cl.mu.Unlock()
+	close(cl.done)
 }
 
 // connect dials once, within ctx and the dial timeout, and makes the Conn;
@@ -139,43 +200,49 @@ func (e dialTimeout) Error() string {
 func (dialTimeout) Is(target error) bool { return target == context.DeadlineExceeded }
 func (dialTimeout) Timeout() bool        { return true }
 
-// run is the supervised child: one connection, from dial to close.
-func (cl *Client) run(ctx context.Context) error {
-	cl.mu.Lock()
-	c := cl.first
-	cl.first = nil
-	cl.mu.Unlock()
-	if c == nil {
-		var err error
-		if c, err = cl.connect(ctx); err != nil {
-			return err
-		}
-		cl.mu.Lock()
-		cl.cur = c
-		close(cl.ready)
-		cl.mu.Unlock()
-	}
+// run is the supervisor's child, which it never calls (the read goroutine
+// runs each connection itself, and asks the supervisor with
+// Supervisor.Next): supervisor.New needs one.
+func (cl *Client) run(context.Context) error { return nil }
 
-	stop := context.AfterFunc(ctx, func() {
+// reconnect dials a new connection and makes it current.
+func (cl *Client) reconnect() (*Conn, error) {
+	c, err := cl.connect(cl.ctx)
+	if err != nil {
+		return nil, err
+	}
+	cl.mu.Lock()
+	cl.cur = c
+	close(cl.ready)
+	closing, abort := cl.closing, cl.abort
+	cl.mu.Unlock()
+	if closing {
+		// Close or Shutdown came while c was being made: they found no
+		// connection to end, and c must not outlive them. (Once c is
+		// current, they end it themselves: Close and Shutdown stop the
+		// current connection, and so does Shutdown's abort.)
 		c.a.Stop(ErrClosed, 1000, "client closing")
-		cl.mu.Lock()
-		abort := cl.abort
-		cl.mu.Unlock()
-		if abort { // also a connection made while Close was cancelling
+		if abort {
 			<-c.a.Done()
 			_ = c.wc.Abort()
 		}
-	})
-	c.wc.Serve()
-	stop()
+	}
+	return c, nil
+}
 
+// ended is what the read goroutine does once c's read loop has ended: c is
+// no longer current. It returns why, as the supervisor's cause: nil when
+// on purpose (the server ended it, or the client is closing): no
+// reconnect.
+func (cl *Client) ended(c *Conn) error {
 	cl.mu.Lock()
 	cl.cur = nil
 	cl.ready = make(chan struct{})
+	closing := cl.closing
 	cl.mu.Unlock()
 
 	err := c.Err() // ErrConnLost wrapping why, unless on purpose
-	if errors.Is(err, ErrServerEnded) || ctx.Err() != nil {
+	if errors.Is(err, ErrServerEnded) || closing || cl.ctx.Err() != nil {
 		return nil // on purpose: no reconnect
 	}
 	if !errors.Is(err, ErrConnLost) {
@@ -302,7 +369,7 @@ func (cl *Client) Shutdown(ctx context.Context) error {
 	// ctx lasts (server.go).
 	err = waitOrLeave(ctx, err, false, func() {
 		cl.wg.Wait()
-		cl.sh.pool.Close()
+		cl.sh.closePool()
 	})
 	if err != nil {
 		// Left before the read goroutine ended (it may be in a hook): the
@@ -327,7 +394,7 @@ func (cl *Client) Close() error {
 	cl.cancel()
 	cl.abortCurrent(ErrClosed, "client closing")
 	cl.wg.Wait()
-	cl.sh.pool.Close()
+	cl.sh.closePool()
 	return nil
 }
 

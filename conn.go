@@ -63,7 +63,12 @@ func newShared(o options, st *counters) (*shared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
-	sh.pool = pool
+	if o.onRequest != nil {
+		// Without a request handler no task is ever submitted: the pool
+		// (validated above) is not kept, and a Client without a handler
+		// holds none.
+		sh.pool = pool
+	}
 	actorOpts := []actor.Option{
 		actor.WithRequestTimeout(o.requestTimeout),
 		actor.WithMaxPending(o.maxPending),
@@ -90,6 +95,13 @@ func newShared(o options, st *counters) (*shared, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	return sh, nil
+}
+
+// closePool closes the handler pool, if there is one.
+func (sh *shared) closePool() {
+	if sh.pool != nil {
+		sh.pool.Close()
+	}
 }
 
 func (sh *shared) connOptions(role conn.Role) conn.Options {

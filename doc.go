@@ -91,8 +91,9 @@
 // return), or holds [WithMaxInboundBytes] of the peer's messages, its read
 // goroutine waits before the next one, which is backpressure to the peer; the pool takes waiting handlers from the
 // connections in turn. Per server: one heartbeat
-// goroutine. Per client: one supervisor goroutine. Shutdown and Close wait
-// for all of them.
+// goroutine. Per client: the read goroutine of its connections, which also
+// reconnects between them (backoff, dial) as its supervisor decides.
+// Shutdown and Close wait for all of them.
 //
 // No callback, handler or hook ever runs inside a call that user code makes
 // into this package ([Conn.Request], [Conn.Go], [Conn.Send], [Conn.Close],

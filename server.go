@@ -73,7 +73,7 @@ func NewServer(opts ...Option) (*Server, error) {
 		s.admitted.Add(-1)
 	}
 	if s.up, err = conn.NewUpgrader(s.sh.connOptions(conn.Server)); err != nil {
-		s.sh.pool.Close()
+		s.sh.closePool()
 		return nil, public(fmt.Errorf("%w: %w", ErrInvalidOption, err))
 	}
 	return s, nil
@@ -451,7 +451,7 @@ func (s *Server) shutdown(ctx context.Context, wait bool) error {
 	return waitOrLeave(ctx, err, wait, func() {
 		s.wg.Wait()
 		s.sh.rooms.wait() // rooms.go: the presence events of the closed connections
-		s.sh.pool.Close()
+		s.sh.closePool()
 	})
 }
 
@@ -521,8 +521,6 @@ type Stats struct {
 
 func snapshot(st *counters, as *actor.Stats, pool *actor.Pool, open int) Stats {
 	out := Stats{
-		PoolWorkers:       pool.Running(),
-		PoolQueued:        pool.Queued(),
 		Conns:             open,
 		Accepted:          st.accepted.Load(),
 		Refused:           st.refused.Load(),
@@ -556,6 +554,9 @@ func snapshot(st *counters, as *actor.Stats, pool *actor.Pool, open int) Stats {
 		BroadcastSent:     st.broadcastSent.Load(),
 		BroadcastSkipped:  st.broadcastSkipped.Load(),
 		BroadcastClosed:   st.broadcastGone.Load(),
+	}
+	if pool != nil { // none without a request handler
+		out.PoolWorkers, out.PoolQueued = pool.Running(), pool.Queued()
 	}
 	for i := range out.RefusedBy {
 		out.RefusedBy[i] = st.refusedBy[i].Load()

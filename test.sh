@@ -21,6 +21,10 @@ go test -count=1 -run '^TestHostile$' .
 echo "== idle read goroutines shrink back to 4 KiB (only without the race detector, which doubles the stack reserve)"
 go test -count=1 -run '^TestIdleReadStackShrinks$' ./conn
 
+echo "== idle memory: no read buffer held; idle client and server connections back at 4 KiB of stack, heap bounded (without the race detector, which adds to the heap and doubles the stack reserve)"
+go test -count=1 -run '^TestIdle(Server|Client)ConnHoldsNoReadBuffer$' ./conn
+go test -count=1 -run '^TestIdle(Client|Server)Memory$' .
+
 echo "== fuzz the envelope decoder (short)"
 # A count, not a duration: with a duration, Go 1.26's fuzz coordinator can
 # fail a clean run with "context deadline exceeded" at the deadline

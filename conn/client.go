@@ -71,6 +71,7 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 		header.Set(extHeader, deflateOffer)
 		c.nc.dfl = &deflateState{} // frames read with the answer are tracked with it
 	}
+	c.nc.initRead() // readbuf.go
 	// gws bounds the handshake with its own timeout and clears the deadline
 	// after; ctx cancellation closes the socket, which no deadline change
 	// can undo.
@@ -86,6 +87,7 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 		Addr:               rawURL,
 		RequestHeader:      header,
 		HandshakeTimeout:   handshake,
+		ReadBufferSize:     readerSizeFor(nc), // readbuf.go
 	}, &c.nc)
 	if !stop() {
 		_ = nc.Close()

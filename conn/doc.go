@@ -53,4 +53,9 @@
 // on the socket. When the read loop ends, the socket is closed, the flusher
 // is waited for, and only then OnClose is called and Done closed: no
 // goroutine of a Conn outlives Done.
+//
+// On a socket of the net package, the read goroutine waits for the socket
+// holding no buffer and reads into a pooled 4 KiB buffer, given back as soon
+// as gws has taken its bytes (readbuf.go): an idle connection holds no read
+// buffer.
 package conn

@@ -213,6 +213,8 @@ func (c *Conn) readTimedOut(frame bool) {
 
 func (c *Conn) onClose(gerr error) {
 	_ = c.nc.Close() // gws has closed it already; make sure
+	// readbuf.go: reading is over.
+	c.nc.releaseRead()
 	c.mu.Lock()
 	c.final, c.closed = true, true
 	c.dropPendingLocked()

@@ -60,18 +60,23 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 		// Before the early bytes are tracked; netConn.Write adds the answer.
 		c.nc.dfl = &deflateState{on: true, tx: true}
 	}
-	// gws reads through its own bufio.Reader; reuse the hijacked one, keeping
-	// any bytes the client sent early.
-	// gws reads through c.nc, which follows the frame boundaries (the
-	// early bytes are frames too).
+	c.nc.initRead()
+	// gws reads through its own bufio.Reader, over c.nc, which follows the
+	// frame boundaries (the early bytes are frames too) and on a plain
+	// socket buffers the reads itself, holding no buffer while idle
+	// (readbuf.go): the hijacked 4 KiB reader is not kept; a small one
+	// takes its place, keeping any bytes the client sent early.
 	br := brw.Reader
+	size := readerSizeFor(netConn)
 	if n := br.Buffered(); n > 0 {
 		early, _ := br.Peek(n)
 		early = bytes.Clone(early)
 		c.nc.afterRead(time.Time{}, early)
-		br = bufio.NewReader(io.MultiReader(bytes.NewReader(early), &c.nc))
-	} else {
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(early), &c.nc), size)
+	} else if size == br.Size() {
 		br.Reset(&c.nc)
+	} else {
+		br = bufio.NewReaderSize(&c.nc, size)
 	}
 	ws, err := u.up.UpgradeFromConn(&c.nc, br, r)
 	if err != nil {

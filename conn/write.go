@@ -379,7 +379,7 @@ var errCloseSent = errors.New("conn: close frame already sent")
 type netConn struct {
 	net.Conn
 	owner *Conn
-	raw   syscall.RawConn // for non-blocking writes; nil when not a plain socket (TLS)
+	raw   syscall.RawConn // for non-blocking writes and reads; nil when not a plain socket (TLS)
 	try   tryState        // tryWrite's state, under wmu
 	tryFn func(fd uintptr) bool
 	dfl   *deflateState // permessage-deflate offered or on (deflate.go); set before sharing
@@ -392,6 +392,10 @@ type netConn struct {
 	iov       net.Buffers // writev scratch, under wmu
 
 	rd readState // the read goroutine's: frame boundaries (frames.go)
+
+	// Reads without a held buffer (readbuf.go).
+	rfn func(fd uintptr) bool // n.recvFD; nil unless raw
+	rb  *readBuf              // the read goroutine's pooled buffer; nil when empty
 }
 
 const (
@@ -445,10 +449,20 @@ func (n *netConn) abort() {
 // incomplete, no frame deadline to lift: the idle case) keeps a small
 // frame, and the timed read and the error path are out of line.
 func (n *netConn) Read(b []byte) (int, error) {
+	if n.rb != nil {
+		return n.buffered(b) // readbuf.go
+	}
 	if n.rd.busy() || n.rd.flags&rdArmed != 0 {
 		return n.timedRead(b)
 	}
-	m, err := n.Conn.Read(b)
+	var m int
+	var err error
+	if n.rfn != nil && len(b) < readChunk {
+		// Wait holding no buffer (readbuf.go).
+		m, err = n.fromBuf(b, n.raw.Read(n.rfn))
+	} else {
+		m, err = n.Conn.Read(b)
+	}
 	if m > 0 {
 		n.tracked(b[:m])
 	}
@@ -464,7 +478,7 @@ func (n *netConn) Read(b []byte) (int, error) {
 //go:noinline
 func (n *netConn) timedRead(b []byte) (int, error) {
 	start := n.beforeRead()
-	m, err := n.Conn.Read(b)
+	m, err := n.sockRead(b)
 	frame := n.rd.flags&rdArmed != 0
 	n.afterRead(start, b[:m]) // tracked: the peer is live
 	if err != nil {
@@ -556,11 +570,13 @@ type tryState struct {
 // setFramed marks the handshake done. Called before the Conn is shared.
 func (n *netConn) setFramed() {
 	n.framed = true
-	if sc, ok := n.Conn.(syscall.Conn); ok {
+	if sc, ok := n.Conn.(syscall.Conn); ok && n.raw == nil { // initRead may have set it
 		if raw, err := sc.SyscallConn(); err == nil {
 			n.raw = raw
-			n.tryFn = n.tryWriteFD
 		}
+	}
+	if n.raw != nil {
+		n.tryFn = n.tryWriteFD
 	}
 }
 

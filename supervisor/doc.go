@@ -31,6 +31,9 @@
 // [Supervisor.Run] owns the goroutine that calls it: the child, every
 // restart, the backoff waits and the [WithOnRestart] callback all run
 // there, one after the other; the package starts no goroutine.
+// [Supervisor.Next], for a caller that runs the child on a goroutine of its
+// own, makes Run's decision on the caller's goroutine, calls the
+// WithOnRestart callback there, and starts no goroutine either.
 // [Supervisor.Restarts] may be called from any goroutine.
 //
 // An [Intensity] has a single owner: it is not safe for concurrent use, and

@@ -137,9 +137,10 @@ func (o *options) validate() error {
 type Supervisor struct {
 	child     Child
 	opts      options
-	intensity *Intensity
+	intensity *Intensity // made at the first restart decision
 	started   atomic.Bool
 	restarts  atomic.Int64
+	attempt   int // the backoff attempt; owned by the goroutine in Run or Next
 }
 
 // New returns a Supervisor for child. It validates the options once and
@@ -158,7 +159,7 @@ func New(child Child, opts ...Option) (*Supervisor, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &Supervisor{child: child, opts: o, intensity: NewIntensity(o.max, o.within)}, nil
+	return &Supervisor{child: child, opts: o}, nil
 }
 
 // Restarts returns the number of restarts so far: how many times the
@@ -194,7 +195,7 @@ func (s *Supervisor) Restarts() int {
 // or recursion. Run may be called only once; a second call returns an error
 // at once.
 func (s *Supervisor) Run(ctx context.Context) error {
-	if s == nil || s.child == nil || s.intensity == nil {
+	if s == nil || s.child == nil {
 		return errors.New("supervisor: Run on a Supervisor not made by New")
 	}
 	if ctx == nil {
@@ -203,11 +204,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("supervisor: Run called more than once")
 	}
-	var (
-		o       = &s.opts
-		timer   *time.Timer
-		attempt int
-	)
+	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -223,26 +220,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if cause == nil && o.restart != Permanent {
-			return nil
-		}
-		if o.restart == Temporary {
-			return cause
-		}
-		if !s.intensity.Allow(end) {
-			if cause == nil {
-				return fmt.Errorf("%w (more than %d within %v)", ErrTooManyRestarts, o.max, o.within)
-			}
-			return fmt.Errorf("%w (more than %d within %v): %w", ErrTooManyRestarts, o.max, o.within, cause)
-		}
-		if o.resetAfter > 0 && end.Sub(start) >= o.resetAfter {
-			attempt = 0
-		}
-		attempt++
-		delay := o.backoff.Delay(attempt, o.rand)
-		if o.onRestart != nil {
-			ev := RestartEvent{Attempt: attempt, Cause: cause, Delay: delay}
-			_ = panics.Try(func() { o.onRestart(ev) }) // a panicking observer must not stop supervision
+		delay, stop, err := s.decide(start, end, cause)
+		if stop {
+			return err
 		}
 		if delay > 0 {
 			if timer == nil {
@@ -258,6 +238,68 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		s.restarts.Add(1)
 	}
+}
+
+// Next is the decision [Supervisor.Run] makes after each run of the child,
+// for a caller that runs the child itself: say, a connection's read loop on
+// a goroutine that must not sit under Run's frames while it waits (the
+// runtime shrinks a parked goroutine's stack only when its frames are few).
+// start and end are when the run began and returned, cause what it
+// returned. Next reports stop with the error Run would return (nil for a
+// Transient or Temporary child that returned nil, the failure of a
+// Temporary child, or one wrapping [ErrTooManyRestarts]), or else the
+// backoff delay to wait before running the child again; it calls the
+// [WithOnRestart] callback as Run does and counts the restart in
+// [Supervisor.Restarts]. The caller waits the delay (and stops on its own
+// ctx, which Next does not see), runs the child, and calls Next again.
+//
+// Use either Run or Next on a Supervisor: Next makes a later Run fail. Calls
+// to Next must not overlap; it runs on the caller's goroutine and starts
+// none. The child given to [New] is not called by Next.
+func (s *Supervisor) Next(start, end time.Time, cause error) (delay time.Duration, stop bool, err error) {
+	if s == nil || s.child == nil {
+		return 0, true, errors.New("supervisor: Next on a Supervisor not made by New")
+	}
+	s.started.Store(true)
+	delay, stop, err = s.decide(start, end, cause)
+	if !stop {
+		s.restarts.Add(1)
+	}
+	return delay, stop, err
+}
+
+// decide is Run's and Next's decision after a run of the child: stop (with
+// what Run returns), or restart after delay. It runs on the goroutine that
+// runs the child, which owns s.attempt and s.intensity.
+func (s *Supervisor) decide(start, end time.Time, cause error) (delay time.Duration, stop bool, err error) {
+	o := &s.opts
+	if cause == nil && o.restart != Permanent {
+		return 0, true, nil
+	}
+	if o.restart == Temporary {
+		return 0, true, cause
+	}
+	if s.intensity == nil {
+		// On first use: a child that never fails (a connection that
+		// stays up) holds no restart history.
+		s.intensity = NewIntensity(o.max, o.within)
+	}
+	if !s.intensity.Allow(end) {
+		if cause == nil {
+			return 0, true, fmt.Errorf("%w (more than %d within %v)", ErrTooManyRestarts, o.max, o.within)
+		}
+		return 0, true, fmt.Errorf("%w (more than %d within %v): %w", ErrTooManyRestarts, o.max, o.within, cause)
+	}
+	if o.resetAfter > 0 && end.Sub(start) >= o.resetAfter {
+		s.attempt = 0
+	}
+	s.attempt++
+	delay = o.backoff.Delay(s.attempt, o.rand)
+	if o.onRestart != nil {
+		ev := RestartEvent{Attempt: s.attempt, Cause: cause, Delay: delay}
+		_ = panics.Try(func() { o.onRestart(ev) }) // a panicking observer must not stop supervision
+	}
+	return delay, false, nil
 }
 
 // runChild runs one incarnation of the child with its own ctx, turning a
