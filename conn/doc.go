@@ -55,7 +55,7 @@
 // goroutine of a Conn outlives Done.
 //
 // On a socket of the net package, the read goroutine waits for the socket
-// holding no buffer and reads into a pooled 4 KiB buffer, given back as soon
+// holding no buffer and reads into a pooled 16 KiB buffer, given back as soon
 // as gws has taken its bytes (readbuf.go): an idle connection holds no read
 // buffer.
 package conn

@@ -73,7 +73,7 @@ func TestPooledReadsKeepTheStream(t *testing.T) {
 		}
 	}()
 	got := make([]byte, 0, len(want))
-	sizes := []int{1, 2, 14, readerSize, 100, readChunk - 1, readChunk, 3 * readChunk}
+	sizes := []int{1, 2, 14, readerSize, 100, 4096, readChunk - 1, readChunk, 3 * readChunk}
 	buf := make([]byte, 3*readChunk)
 	for i := 0; len(got) < len(want); i++ {
 		m, err := n.Read(buf[:sizes[i%len(sizes)]])
