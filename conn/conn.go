@@ -258,6 +258,7 @@ type Conn struct {
 	role        Role
 	silent      uint8       // Beat's count of steps without a read; Beat's only
 	alive       atomic.Bool // something was read since the last Beat
+	ahead       atomic.Bool // the reader holds bytes read ahead, not yet taken by gws (readbuf.go)
 	serverEnded atomic.Bool
 	served      atomic.Uint32  // Serve calls
 	flushers    sync.WaitGroup // at most one flusher at a time
@@ -338,9 +339,10 @@ func (c *Conn) Write(frame []byte) error {
 
 // WriteAlone is Write for a frame the caller expects no other to follow
 // soon (a request or reply when no other is in flight on the connection):
-// unless frames are queued or being written, it is written to the socket at
-// once by the calling goroutine, without waiting (what the socket does not
-// take goes to the flusher), however recent the previous write. Write
+// unless frames are queued or being written, or more of the peer's frames
+// are already read ahead (their replies will follow), it is written to the
+// socket at once by the calling goroutine, without waiting (what the socket
+// does not take goes to the flusher), however recent the previous write. Write
 // batches a frame that comes soon after another with those that may follow;
 // for one request at a time that would cost a flusher goroutine's wake-up
 // per frame.

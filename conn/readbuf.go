@@ -162,6 +162,9 @@ func (n *netConn) fromBuf(b []byte, err error) (int, error) {
 		n.rb = nil
 		readBufs.Put(rb)
 	}
+	if ahead := n.rb != nil; ahead != n.owner.ahead.Load() {
+		n.owner.ahead.Store(ahead) // WriteAlone: more frames are already here
+	}
 	return m, nil
 }
 

@@ -149,7 +149,9 @@ func (c *Conn) enqueue(op byte, p []byte, limit, alone bool) error {
 		return ErrWriteQueueFull
 	}
 	t := int64(time.Since(epoch))
-	quiet := alone || t-c.lastEnqueue > int64(quietGap)
+	// Alone, unless more of the peer's frames are already read ahead: the
+	// replies to them will follow, and may go out in one batch.
+	quiet := (alone && !c.ahead.Load()) || t-c.lastEnqueue > int64(quietGap)
 	c.lastEnqueue = t
 	if quiet && !c.flushing && !c.final && len(c.pending) == 0 && c.nc.raw != nil && size <= chunkSize {
 		c.writeNow(op, p, masked, size) // unlocks c.mu
