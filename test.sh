@@ -19,7 +19,7 @@ echo "== hostile inputs without the race detector, alone: the control connection
 go test -count=1 -run '^TestHostile$' .
 
 echo "== idle read goroutines shrink back to 4 KiB (only without the race detector, which doubles the stack reserve)"
-go test -count=1 -run '^TestIdleReadStackShrinks$' ./conn
+go test -count=1 -run '^(TestIdleReadStackShrinks|TestBusyReadStackKept)$' ./conn
 
 echo "== idle memory: no read buffer held; idle client and server connections back at 4 KiB of stack, heap bounded (without the race detector, which adds to the heap and doubles the stack reserve)"
 go test -count=1 -run '^TestIdle(Server|Client)ConnHoldsNoReadBuffer$' ./conn

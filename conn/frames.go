@@ -36,12 +36,14 @@ const (
 
 // readState follows frame boundaries in the bytes read. 32 bytes.
 type readState struct {
-	left   uint64 // payload bytes left; during phExtLen, the length so far
-	budget int64  // ns the peer has left to complete the current message
-	pingAt int64  // client role: the ping deadline (unix ns); 0 = none
-	phase  uint8
-	ext    uint8 // length or key bytes left; in phHTTP, "\r\n\r\n" bytes matched
-	flags  uint8
+	left     uint64 // payload bytes left; during phExtLen, the length so far
+	budget   int64  // ns the peer has left to complete the current message
+	pingAt   int64  // client role: the ping deadline (unix ns); 0 = none
+	phase    uint8
+	ext      uint8 // length or key bytes left; in phHTTP, "\r\n\r\n" bytes matched
+	flags    uint8
+	quick    uint8  // reads in a row that came within busyGap of the one before (saturates)
+	lastRead uint32 // when bytes were last read, in ms (wraps; only differences count)
 }
 
 const (
@@ -214,6 +216,15 @@ func (n *netConn) tracked(p []byte) {
 		n.owner.alive.Store(true) // the peer is live (Beat); stored once per interval
 	}
 	r := &n.rd
+	if r.phase != phHTTP { // frames only, not the client's handshake answer
+		now := uint32(time.Now().UnixMilli()) | 1 // never 0: no read yet
+		if r.lastRead != 0 && now-r.lastRead < busyGap {
+			r.quick = min(r.quick+1, busyReads)
+		} else {
+			r.quick = 0
+		}
+		r.lastRead = now
+	}
 	if r.track(p, n.dfl) && r.busy() {
 		r.budget = int64(n.owner.o.FrameTimeout)
 	}

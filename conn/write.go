@@ -457,6 +457,9 @@ func (n *netConn) Read(b []byte) (int, error) {
 	if n.rd.busy() || n.rd.flags&rdArmed != 0 {
 		return n.timedRead(b)
 	}
+	if n.rd.quick >= busyReads {
+		return n.busyRead(b)
+	}
 	var m int
 	var err error
 	if n.rfn != nil && len(b) < readChunk {
@@ -470,6 +473,51 @@ func (n *netConn) Read(b []byte) (int, error) {
 	}
 	if err != nil {
 		n.readFailed(err, false)
+	}
+	return m, err
+}
+
+// A connection is busy once busyReads reads in a row each came less than
+// busyGap milliseconds after the one before; its read goroutine then waits
+// in busyRead.
+const (
+	busyGap   = 1000
+	busyReads = 8
+)
+
+// busyStack is what busyRead adds to the waiting read goroutine's stack.
+const busyStack = 512
+
+// busyRead is Read's wait on a busy connection. The runtime halves a
+// parked goroutine's stack at each GC when little of it is in use (see
+// Read), and handling the next message grows it back to 8 KiB, copying it:
+// on a connection that reads a message every few milliseconds that is a
+// shrink and a copy per GC cycle. busyRead's frame keeps the parked stack
+// in use above that quarter, so a busy connection keeps the stack it grew;
+// once a read comes busyGap or more after the one before (an idle
+// connection's heartbeat), Read waits with its small frame again and the
+// stack shrinks at the next GC.
+//
+//go:noinline
+func (n *netConn) busyRead(b []byte) (int, error) {
+	var pad [busyStack]byte
+	i := len(b) & (busyStack - 1)
+	pad[i] = 1 // the frame holds pad across the wait: read again below
+	var m int
+	var err error
+	if n.rfn != nil && len(b) < readChunk {
+		m, err = n.fromBuf(b, n.raw.Read(n.rfn))
+	} else {
+		m, err = n.Conn.Read(b)
+	}
+	if m > 0 {
+		n.tracked(b[:m])
+	}
+	if err != nil {
+		n.readFailed(err, false)
+	}
+	if pad[i] != 1 {
+		panic("conn: busyRead's stack reserve was lost")
 	}
 	return m, err
 }
