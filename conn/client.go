@@ -74,10 +74,16 @@ func Dial(ctx context.Context, rawURL string, header http.Header, h Handler, opt
 	c.nc.initRead() // readbuf.go
 	// gws bounds the handshake with its own timeout and clears the deadline
 	// after; ctx cancellation closes the socket, which no deadline change
-	// can undo.
+	// can undo. gws's timeout must stay well behind ctx: gws writes the
+	// request from a goroutine that reports to an unbuffered channel, so if
+	// its own timeout wins the race with that write's end, the goroutine
+	// waits on the channel forever. Closing the socket at ctx's end makes
+	// the write return at once; a minute of margin covers any scheduling
+	// delay (the 100,000-connection soak, at load 59, left about 100 such
+	// goroutines per client process with a second of margin).
 	handshake := 365 * 24 * time.Hour
 	if dl, ok := ctx.Deadline(); ok {
-		handshake = time.Until(dl) + time.Second // ctx fires first
+		handshake = time.Until(dl) + time.Minute // ctx fires first
 	}
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	ws, resp, err := gws.NewClientFromConn(events{}, &gws.ClientOption{
