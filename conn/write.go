@@ -503,6 +503,9 @@ func (n *netConn) busyRead(b []byte) (int, error) {
 	var pad [busyStack]byte
 	i := len(b) & (busyStack - 1)
 	pad[i] = 1 // the frame holds pad across the wait: read again below
+	// The same read as Read's, written out again rather than shared: a
+	// shared function would put one more frame under every idle
+	// connection's parked read, whose stack must stay small (see Read).
 	var m int
 	var err error
 	if n.rfn != nil && len(b) < readChunk {
