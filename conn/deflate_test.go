@@ -13,10 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,37 +242,11 @@ func (c *countingConn) Write(b []byte) (int, error) {
 // countingConn.Write: only reads are counted reliably (use the peer's).
 func startCountingServer(t testing.TB, opts conn.Options, h conn.Handler) (*server, *countingListener) {
 	t.Helper()
-	up, err := conn.NewUpgrader(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{conns: make(chan *conn.Conn, 16)}
-	var mu sync.Mutex
-	var all []*conn.Conn
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, h)
-		if err != nil {
-			return
-		}
-		mu.Lock()
-		all = append(all, c)
-		mu.Unlock()
-		s.conns <- c
-		c.Serve()
-	}))
-	cl := &countingListener{Listener: ts.Listener}
-	ts.Listener = cl
-	ts.Start()
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range all {
-			_ = c.Drop()
-			waitDone(t, c)
-		}
-		ts.Close()
+	var cl *countingListener
+	s := startServerOn(t, opts, h, func(l net.Listener) net.Listener {
+		cl = &countingListener{Listener: l}
+		return cl
 	})
-	s.url = "ws" + strings.TrimPrefix(ts.URL, "http") + "/primus"
 	return s, cl
 }
 

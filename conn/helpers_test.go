@@ -105,6 +105,13 @@ type server struct {
 
 func startServer(t testing.TB, opts conn.Options, h conn.Handler) *server {
 	t.Helper()
+	return startServerOn(t, opts, h, nil)
+}
+
+// startServerOn is startServer whose listener is wrapped by wrap (nil: as
+// it is).
+func startServerOn(t testing.TB, opts conn.Options, h conn.Handler, wrap func(net.Listener) net.Listener) *server {
+	t.Helper()
 	up, err := conn.NewUpgrader(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +119,7 @@ func startServer(t testing.TB, opts conn.Options, h conn.Handler) *server {
 	s := &server{conns: make(chan *conn.Conn, 16)}
 	var mu sync.Mutex
 	var all []*conn.Conn
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := up.Upgrade(w, r, h)
 		if err != nil {
 			return
@@ -123,6 +130,10 @@ func startServer(t testing.TB, opts conn.Options, h conn.Handler) *server {
 		s.conns <- c
 		c.Serve()
 	}))
+	if wrap != nil {
+		ts.Listener = wrap(ts.Listener)
+	}
+	ts.Start()
 	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
