@@ -9,9 +9,7 @@ import (
 	"encoding/base64"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 
@@ -39,24 +37,9 @@ const idleConns = 200
 // in all, with the test's own end of the socket, must stay under one read
 // buffer. Without -race (it adds to the heap).
 func TestIdleServerConnHoldsNoReadBuffer(t *testing.T) {
-	up, err := conn.NewUpgrader(conn.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := frameHandler{got: make(chan struct{}, idleConns)}
-	var wg sync.WaitGroup
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, h)
-		if err != nil {
-			return
-		}
-		wg.Add(1)
-		go serveConn(c, &wg)
-	}))
-	defer ts.Close()
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/primus"
-	frame := []byte{0x81, 0x80 | 7, 0, 0, 0, 0} // masked TEXT, zero key
-	frame = append(frame, `{"a":1}`...)
+	url, wg := serveGroup(t, h)
+	frame := tinyFrame()
 
 	socks := make([]net.Conn, 0, idleConns)
 	base := heapAlloc()

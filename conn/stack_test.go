@@ -113,25 +113,9 @@ const stackChildEnv = "CONN_TEST_STACK_CHILD"
 // frame, 8 KiB (kept) after a busy run of them.
 func idleReadStack(t *testing.T, frames int) {
 	const n = 200
-	up, err := conn.NewUpgrader(conn.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := deepHandler{got: make(chan struct{}, n)}
-	var wg sync.WaitGroup
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, h)
-		if err != nil {
-			return
-		}
-		wg.Add(1)
-		go serveConn(c, &wg)
-	}))
-	defer ts.Close()
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/primus"
-
-	frame := []byte{0x81, 0x80 | 7, 0, 0, 0, 0} // masked TEXT, zero key
-	frame = append(frame, `{"a":1}`...)
+	url, wg := serveGroup(t, h)
+	frame := tinyFrame()
 	socks := make([]net.Conn, 0, n)
 	base := stackInuse()
 	for range n {
@@ -169,4 +153,31 @@ func idleReadStack(t *testing.T, frames int) {
 	if frames > 1 && per < 6<<10 {
 		t.Fatalf("a busy read goroutine holds %d B of stack: its 8 KiB stack was halved at GC, to be copied again at the next message (want 8 KiB kept)", per)
 	}
+}
+
+// serveGroup starts a test HTTP server (closed at cleanup) whose upgrades
+// are served with h as the root package's server serves them, each read
+// loop counted in the returned WaitGroup; it returns the server's URL.
+func serveGroup(t *testing.T, h conn.Handler) (string, *sync.WaitGroup) {
+	t.Helper()
+	up, err := conn.NewUpgrader(conn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg := new(sync.WaitGroup)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, h)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go serveConn(c, wg)
+	}))
+	t.Cleanup(ts.Close)
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/primus", wg
+}
+
+// tinyFrame is a masked (zero key) text frame of a small JSON object.
+func tinyFrame() []byte {
+	return append([]byte{0x81, 0x80 | 7, 0, 0, 0, 0}, `{"a":1}`...)
 }
