@@ -154,20 +154,9 @@ func (c *Conn) reg() (*registry, error) {
 // bytes, [ErrEmptyName] or [ErrNameTooLong]; while presence watchers are
 // [WithPresenceBacklog] events behind, [ErrPresenceBacklog].
 func (c *Conn) Join(room string) error {
-	r, err := c.reg()
+	r, err := c.lockToAdd(room)
 	if err != nil {
 		return err
-	}
-	if err := checkName(room); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	// Checked under the lock: the disconnect stores Err before it removes
-	// the connection under this lock, so a Join racing it either sees Err
-	// or is undone by the removal.
-	if c.Err() != nil {
-		r.mu.Unlock()
-		return ErrClosed
 	}
 	members := r.rooms[room]
 	if _, ok := members[c]; ok {
@@ -188,6 +177,27 @@ func (c *Conn) Join(room string) error {
 	r.eventLocked(Presence{Kind: Joined, Name: room, Conn: c, Count: len(members)})
 	r.deliver()
 	return nil
+}
+
+// lockToAdd begins a Join or Bind of name: it checks the name and returns
+// the registry with its lock held (the caller releases it), or an error
+// without it. The connection's end is checked under the lock: the
+// disconnect stores Err before it removes the connection under this lock,
+// so an addition racing it either sees Err or is undone by the removal.
+func (c *Conn) lockToAdd(name string) (*registry, error) {
+	r, err := c.reg()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if c.Err() != nil {
+		r.mu.Unlock()
+		return nil, ErrClosed
+	}
+	return r, nil
 }
 
 // Leave removes the connection from room; it reports whether it was a
@@ -231,17 +241,9 @@ func (c *Conn) Rooms() []string {
 // connection returns [ErrClosed]; names are checked, and a presence backlog
 // refused, as by [Conn.Join].
 func (c *Conn) Bind(key string) error {
-	r, err := c.reg()
+	r, err := c.lockToAdd(key)
 	if err != nil {
 		return err
-	}
-	if err := checkName(key); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	if c.Err() != nil {
-		r.mu.Unlock()
-		return ErrClosed
 	}
 	holders := r.keys[key]
 	if slices.Contains(holders, c) {
