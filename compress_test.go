@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/wsactor/wsactor"
 )
@@ -201,17 +200,5 @@ func attackZipBomb(e *hostileEnv) verdict {
 	_ = w.Flush()
 	f := wsFrame(true, opText, bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff}))
 	f[0] |= 0x40 // RSV1: compressed
-	start := time.Now()
-	_ = p.write(f)
-	code := p.closed(e.t)
-	dropped := time.Since(start)
-	if code != 1009 {
-		e.t.Fatalf("close code %d, want 1009", code)
-	}
-	recv(e.t, sc.Done(), "server conn closed")
-	if !errors.Is(sc.Err(), wsactor.ErrTooLarge) {
-		e.t.Fatalf("the server conn ended with %v, want ErrTooLarge", sc.Err())
-	}
-	e.waitHook(wsactor.ErrTooLarge, 1)
-	return verdict{outcome: "close 1009", dropped: dropped}
+	return e.expect1009(p, sc, f)
 }

@@ -1126,20 +1126,26 @@ func attackDuplicates(e *hostileEnv) verdict {
 func attackOversize(n int) func(e *hostileEnv) verdict {
 	return func(e *hostileEnv) verdict {
 		p, sc := e.dial()
-		start := time.Now()
-		_ = p.write(append(wsHeader(true, opText, n), bytes.Repeat([]byte{' '}, 4096)...))
-		code := p.closed(e.t)
-		dropped := time.Since(start)
-		if code != 1009 {
-			e.t.Fatalf("close code %d, want 1009", code)
-		}
-		recv(e.t, sc.Done(), "server conn closed")
-		if !errors.Is(sc.Err(), wsactor.ErrTooLarge) {
-			e.t.Fatalf("the server conn ended with %v, want ErrTooLarge", sc.Err())
-		}
-		e.waitHook(wsactor.ErrTooLarge, 1)
-		return verdict{outcome: "close 1009", dropped: dropped}
+		return e.expect1009(p, sc, append(wsHeader(true, opText, n), bytes.Repeat([]byte{' '}, 4096)...))
 	}
+}
+
+// expect1009 writes frames and checks that the server closes the
+// connection with 1009 and ErrTooLarge (reported to the error hook once).
+func (e *hostileEnv) expect1009(p *wsPeer, sc *wsactor.Conn, frames []byte) verdict {
+	start := time.Now()
+	_ = p.write(frames)
+	code := p.closed(e.t)
+	dropped := time.Since(start)
+	if code != 1009 {
+		e.t.Fatalf("close code %d, want 1009", code)
+	}
+	recv(e.t, sc.Done(), "server conn closed")
+	if !errors.Is(sc.Err(), wsactor.ErrTooLarge) {
+		e.t.Fatalf("the server conn ended with %v, want ErrTooLarge", sc.Err())
+	}
+	e.waitHook(wsactor.ErrTooLarge, 1)
+	return verdict{outcome: "close 1009", dropped: dropped}
 }
 
 // attackFragments sends a message in fragments whose sum is over the
